@@ -1,0 +1,73 @@
+"""`python -m lab ...`: everything the notebooks do, from a script or a cluster job.
+
+User mistakes (a LabError) print one clear line and exit with status 2; only
+a bug in the lab shows a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from .errors import LabError
+from .scales import SCALES
+
+
+def _add_scale(p: argparse.ArgumentParser, default: str = "default") -> None:
+    p.add_argument("--scale", default=default, choices=list(SCALES),
+                   help="tiny (tests), default (laptop CPU), paper (GPU, Hugging Face hub)")
+
+
+def cmd_data_build(args) -> int:
+    from .corpus import build
+    from .report import build_summary
+
+    manifest = build(args.scale, force=args.force)
+    print(build_summary(manifest))
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from .corpus import load_corpus
+    from .report import corpus_table
+
+    corpus = load_corpus(args.scale)
+    if args.json:
+        m = corpus.manifest
+        print(json.dumps({k: m[k] for k in ("scale", "corpus", "vocab_size", "domains", "sources", "skipped",
+                                            "splits", "leakage", "timings")}, indent=2))
+    else:
+        print(corpus_table(corpus.manifest).to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    data = sub.add_parser("data", help="build or describe the corpus").add_subparsers(dest="action", required=True)
+    p = data.add_parser("build", help="download sources, split, train the tokenizer, tokenize (cached)")
+    _add_scale(p)
+    p.add_argument("--force", action="store_true", help="rebuild even if a built corpus exists")
+    p.set_defaults(fn=cmd_data_build)
+    p = data.add_parser("info", help="domains, sources, documents and tokens per split")
+    _add_scale(p)
+    p.add_argument("--json", action="store_true", help="print the manifest's figures as JSON")
+    p.set_defaults(fn=cmd_data_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.fn(args)
+    except LabError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; cached results so far are kept", file=sys.stderr)
+        return 130

@@ -1,0 +1,193 @@
+"""The corpus builder on synthetic sources: splits, nesting, leakage, atomicity, errors."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+import lab.sources
+from lab import corpus as C
+from lab.documents import Document
+from lab.errors import LabError
+
+TOPICS = {
+    "licenses": "licence grant warranty liability permission copyright holder notice software redistribution",
+    "pystdlib": "def return import class self value none raise except lambda yield args kwargs",
+    "kjv": "lord god israel unto thee thou hath people king house children land",
+    "fortunes": "fortune cookie wisdom luck happiness friend tomorrow smile laugh joke",
+    "wordnet": "noun verb adjective sense meaning gloss synonym word usage example",
+}
+BOILERPLATE = "THIS SOFTWARE IS PROVIDED BY THE COPYRIGHT HOLDERS AS IS AND ANY WARRANTIES"
+
+
+class FakeSource:
+    def __init__(self, name, n_docs=60, words=400, seed=0):
+        self.name, self.kind, self.package = name, "pypi", f"fake-{name}"
+        self.n_docs, self.words, self.seed = n_docs, words, seed
+
+    def documents(self, limit_chars=None):
+        rng = random.Random(f"{self.name}{self.seed}")
+        vocab = TOPICS[self.name].split()
+        used = 0
+        for i in range(self.n_docs):
+            lines = [" ".join(rng.choice(vocab) for _ in range(12)) for _ in range(self.words // 12)]
+            if self.name == "licenses":
+                lines.insert(rng.randrange(len(lines)), BOILERPLATE)
+            text = "\n".join(lines)
+            yield Document(self.name, f"doc{i:03d}", text)
+            used += len(text)
+            if limit_chars and used >= limit_chars:
+                return
+
+    def info(self):
+        return {"package": self.package, "version": "1.0", "kind": self.kind, "archive_sha256": "0" * 64}
+
+
+class Unavailable(FakeSource):
+    def documents(self, limit_chars=None):
+        raise lab.sources.SourceUnavailable("apt-get is not available on this system")
+
+
+class _SourceUnavailable(Exception):
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@pytest.fixture
+def fake_sources(monkeypatch):
+    if not hasattr(lab.sources, "SourceUnavailable"):
+        monkeypatch.setattr(lab.sources, "SourceUnavailable", _SourceUnavailable, raising=False)
+    sources = {n: FakeSource(n) for n in TOPICS}
+    sources["pari"] = Unavailable("pari")
+    monkeypatch.setattr(lab.sources, "SOURCES", sources, raising=False)
+    return sources
+
+
+@pytest.fixture
+def built(fake_sources, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    return C.build("tiny", force=True)
+
+
+def _small_scale():
+    from lab.scales import SCALES
+    import dataclasses
+    return dataclasses.replace(SCALES["tiny"], vocab_size=300, set_tokens=(100, 800, 6400),
+                               valid_tokens=800, test_tokens=800)
+
+
+def _keys(corpus, domain, split):
+    return {d.key for d in corpus.documents(domain, split)}
+
+
+def test_splits_are_disjoint_by_document(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    corpus = C.load_corpus("tiny")
+    assert set(corpus.domains) == {"legal", "code", "scripture"}
+    seen = {}
+    for domain in [C.GENERIC] + corpus.domains:
+        for split in C.SPLITS:
+            keys = _keys(corpus, domain, split)
+            assert keys, (domain, split)
+            for k in keys:
+                assert k not in seen, f"{k} in {seen.get(k)} and {(domain, split)}"
+                seen[k] = (domain, split)
+
+
+def test_generic_holds_every_source(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    corpus = C.load_corpus("tiny")
+    sources = {d.source for d in corpus.documents(C.GENERIC, "train")}
+    assert sources == set(TOPICS)
+
+
+def test_build_is_deterministic(fake_sources, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    first = C.build("tiny", force=True)
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "other"))
+    second = C.build("tiny", force=True)
+    assert first["splits"] == second["splits"]
+    assert first["tokenizer_sha256"] == second["tokenizer_sha256"]
+
+
+def test_nested_sets_are_prefixes(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    corpus = C.load_corpus("tiny")
+    small, mid, large = (corpus.train_set("legal", n) for n in _small_scale().set_tokens)
+    assert len(small) == 100 and len(large) == 6400
+    np.testing.assert_array_equal(mid[:100], small)
+    np.testing.assert_array_equal(large[:800], mid)
+
+
+def test_too_small_domain_says_how_many_tokens(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    corpus = C.load_corpus("tiny")
+    n = len(corpus.tokens("legal", "train"))
+    with pytest.raises(LabError, match=f"{n:,} training tokens; 10,000,000 were asked"):
+        corpus.train_set("legal", 10_000_000)
+
+
+def test_heldout_lines_never_occur_in_generic(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    corpus = C.load_corpus("tiny")
+    generic = {line.strip() for s in C.SPLITS for d in corpus.documents(C.GENERIC, s)
+               for line in d.text.splitlines() if len(line.strip()) > 30}
+    for domain in corpus.domains:
+        for split in ("validation", "test"):
+            for d in corpus.documents(domain, split):
+                for line in d.text.splitlines():
+                    assert not (len(line.strip()) > 30 and line.strip() in generic)
+    leak = corpus.manifest["leakage"]["legal"]
+    assert leak["heldout_lines_dropped"] > 0
+    assert leak["remaining_overlap_lines"] == 0
+
+
+def test_manifest_records_skipped_sources(built):
+    assert built["skipped"] == [{"source": "pari", "package": "fake-pari",
+                                 "reason": "apt-get is not available on this system"}]
+    assert {s["source"] for s in built["sources"]} == set(TOPICS)
+
+
+def test_tokenizer_round_trips(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    tok = C.load_corpus("tiny").tokenizer
+    for text in ["def f(x):\n    return x  # ünïcode ✓", "lord god israel\n\n", "\x00odd bytes \ufffd"]:
+        assert tok.decode(tok.encode(text)) == text
+
+
+def test_interrupted_build_keeps_previous_corpus(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    before = (C.corpus_dir("tiny") / "manifest.json").read_text()
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(C, "write_domain", boom)
+    with pytest.raises(KeyboardInterrupt):
+        C.build("tiny", force=True)
+    assert (C.corpus_dir("tiny") / "manifest.json").read_text() == before
+    assert not list(C.corpus_dir("tiny").parent.glob(".corpus.*"))
+    C.load_corpus("tiny").tokens("legal", "train")
+
+
+def test_build_is_cached(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    monkeypatch.setattr(C, "_collect", lambda *a: pytest.fail("rebuilt a cached corpus"))
+    assert C.build("tiny") == built
+
+
+def test_replaced_tokenizer_is_detected(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    path = C.corpus_dir("tiny") / "tokenizer.json"
+    tok = json.loads(path.read_text())
+    tok["model"]["vocab"]["zzzz"] = 99999
+    path.write_text(json.dumps(tok))
+    with pytest.raises(LabError, match="not the tokenizer .* --force"):
+        C.load_corpus("tiny").tokenizer
+
+
+def test_missing_corpus_says_how_to_build(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_DATA", str(tmp_path))
+    with pytest.raises(LabError, match="python -m lab data build --scale tiny"):
+        C.load_corpus("tiny")
