@@ -191,3 +191,76 @@ def test_missing_corpus_says_how_to_build(tmp_path, monkeypatch):
     monkeypatch.setenv("LAB_DATA", str(tmp_path))
     with pytest.raises(LabError, match="python -m lab data build --scale tiny"):
         C.load_corpus("tiny")
+
+
+def _write_user_folder(folder, n_files=30, seed=1):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    words = "patient dose tablet clinic symptom therapy chronic acute nurse ward".split()
+    for i in range(n_files):
+        lines = [" ".join(rng.choice(words) for _ in range(10)) for _ in range(40)]
+        lines.append(BOILERPLATE)
+        (folder / f"note{i:02d}.txt").write_text("\n".join(lines))
+    return folder
+
+
+def test_user_folder_gets_splits_sets_and_leakage_filter(built, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    folder = _write_user_folder(tmp_path / "clinic")
+    dom = C.load_domain(str(folder), "tiny")
+    assert dom.origin.startswith("user:")
+    assert len(dom.train) > 0 and len(dom.validation) > 0 and len(dom.test) > 0
+    np.testing.assert_array_equal(dom.set(800)[:100], dom.set(100))
+    tok = C.load_corpus("tiny").tokenizer
+    assert BOILERPLATE not in tok.decode(dom.validation) and BOILERPLATE not in tok.decode(dom.test)
+    assert BOILERPLATE in tok.decode(dom.train)
+    with pytest.raises(LabError, match="training tokens; 10,000,000 were asked"):
+        dom.set(10_000_000)
+
+
+def test_user_domain_is_cached_and_checks_its_tokenizer(built, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    folder = _write_user_folder(tmp_path / "clinic")
+    first = C.load_domain(str(folder), "tiny")
+    monkeypatch.setattr(C, "split_documents", lambda *a, **k: pytest.fail("re-split a cached domain"))
+    np.testing.assert_array_equal(C.load_domain(str(folder), "tiny").train, first.train)
+
+    from lab.userdata import user_domain_name
+
+    meta_path = C.scale_dir("tiny") / "domains" / user_domain_name(folder) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["tokenizer_sha256"] = "f" * 64
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(LabError, match="another tokenizer.*--rebuild"):
+        C.load_domain(str(folder), "tiny")
+    assert json.loads(meta_path.read_text()) == meta
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p, "empty"),
+    (lambda p: (p / "a.pdf").write_bytes(b"%PDF") and p, ".pdf"),
+    (lambda p: p / "missing", "neither a domain"),
+])
+def test_bad_user_input_is_explained(built, monkeypatch, tmp_path, make, message):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    target = make(folder) or folder
+    with pytest.raises(LabError, match=message) as err:
+        C.load_domain(str(target), "tiny")
+    assert str(target.name) in str(err.value) or "missing" in str(err.value)
+
+
+def test_too_few_user_documents(built, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    folder = _write_user_folder(tmp_path / "two", n_files=2)
+    with pytest.raises(LabError, match="2 document"):
+        C.load_domain(str(folder), "tiny")
+
+
+def test_non_utf8_user_file_is_reported(built, monkeypatch, tmp_path):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    folder = _write_user_folder(tmp_path / "latin")
+    (folder / "note00.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
+    dom = C.load_domain(str(folder), "tiny")
+    assert any("note00.txt" in w for w in dom.warnings)
