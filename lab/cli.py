@@ -29,14 +29,11 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
-    from .sources import SOURCES, SourceUnavailable
+    from .sources import SOURCES, fetch_all
 
-    for name, source in SOURCES.items():
-        try:
-            source.fetch()
-            print(f"  {name:<12} ok")
-        except SourceUnavailable as e:
-            print(f"  {name:<12} skipped: {e.reason}")
+    skipped = fetch_all(list(SOURCES.values()))
+    for name in SOURCES:
+        print(f"  {name:<12} " + (f"skipped: {skipped[name]}" if name in skipped else "ok"))
     return 0
 
 
