@@ -1,0 +1,33 @@
+"""The command line: clear one-line errors with status 2, and machine-readable info."""
+import json
+import subprocess
+import sys
+
+from lab.cli import main
+
+
+def test_missing_corpus_is_one_clear_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LAB_DATA", str(tmp_path))
+    assert main(["data", "info", "--scale", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no corpus at") and "python -m lab data build --scale tiny" in err
+    assert "Traceback" not in err
+
+
+def test_data_info_json(tmp_path, monkeypatch, capsys):
+    from lab.corpus import build
+
+    build("tiny")
+    assert main(["data", "info", "--scale", "tiny", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert len(info["domains"]) >= 8
+    for domain in ["generic"] + info["domains"]:
+        assert set(info["splits"][domain]) == {"train", "validation", "test"}
+        assert all(s["tokens"] > 0 and s["documents"] > 0 for s in info["splits"][domain].values())
+    assert {s["source"] for s in info["sources"]} >= {"licenses", "pystdlib", "shakespeare"}
+
+
+def test_module_entry_point_reports_bad_scale():
+    r = subprocess.run([sys.executable, "-m", "lab", "data", "info", "--scale", "huge"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "invalid choice" in r.stderr
