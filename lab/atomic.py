@@ -46,15 +46,17 @@ def write_json(path: str | os.PathLike, obj) -> None:
 def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Build a directory under a temporary name and swap it into place at the end.
 
-    An interrupted build leaves only a hidden temporary folder, which the next
-    build removes; the previous complete directory, if any, stays usable until
-    the new one is ready.
+    An interrupted build leaves only a hidden temporary folder, which a later
+    build removes once the process that made it is gone (a build running
+    beside this one keeps its folder); the previous complete directory, if
+    any, stays usable until the new one is ready.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{path.name}.*.building"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".building", dir=path.parent))
+        if not _alive(stale.name.split(".")[-2]):
+            shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=f".{os.getpid()}.building", dir=path.parent))
     try:
         yield tmp
         if path.exists():
@@ -68,3 +70,13 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
