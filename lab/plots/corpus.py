@@ -1,20 +1,12 @@
-"""Figures the notebooks show, returned as matplotlib figures for them to save.
-
-Axes carry their units (tokens, characters, FLOPs, perplexity).
-"""
+"""Figures of the corpus: sizes, tokenizer compression, where sources go."""
 from __future__ import annotations
-
-import matplotlib
 
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-matplotlib.rcParams.setdefault("figure.dpi", 100)
-sns.set_theme(style="whitegrid", context="notebook")
 
-
-def corpus_tokens(table: pd.DataFrame):
+def tokens(table: pd.DataFrame):
     """Tokens per domain and split (log scale: generic dwarfs the domains)."""
     fig, ax = plt.subplots(figsize=(9, 4))
     sns.barplot(data=table, x="domain", y="tokens", hue="split", ax=ax)
