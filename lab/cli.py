@@ -37,6 +37,49 @@ def cmd_data_fetch(args) -> int:
     return 0
 
 
+def cmd_cluster(args) -> int:
+    import time
+
+    from .cluster import cluster_corpus
+    from .corpus import load_corpus
+
+    t0 = time.perf_counter()
+    c = cluster_corpus(load_corpus(args.scale), method=args.method, ks=args.k or None,
+                       model_name=args.model, refresh=args.refresh)
+    windows = len(c.generic_ids[c.ks[0]])
+    print(f"clusters of the {args.scale} generic corpus ({args.method}): k = {', '.join(map(str, c.ks))}, "
+          f"{windows:,} windows of {c.context} tokens, {time.perf_counter() - t0:.1f} s")
+    return 0
+
+
+def cmd_domain_histogram(args) -> int:
+    import math
+
+    from .cluster import cluster_corpus, corpus_decode, entropy
+    from .corpus import load_corpus, load_domain
+
+    corpus = load_corpus(args.scale)
+    domain = load_domain(args.domain, args.scale)
+    tokens = domain.set(args.set_tokens) if args.set_tokens else domain.train
+    clustering = cluster_corpus(corpus, method=args.method, ks=[args.k])
+    hist = clustering.histogram(tokens, corpus_decode(corpus), args.k, name=domain.name)
+    generic = clustering.generic_histogram(args.k)
+    h = entropy(hist)
+    out = {"domain": domain.name, "k": args.k, "method": args.method, "tokens": int(len(tokens)),
+           "histogram": [round(float(v), 6) for v in hist],
+           "generic_histogram": [round(float(v), 6) for v in generic],
+           "entropy_nats": round(float(h), 4), "entropy_bits": round(float(h) / math.log(2), 4),
+           "top_cluster": int(hist.argmax()), "top_share": round(float(hist.max()), 4)}
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['domain']}: {out['tokens']:,} tokens, k={args.k}, entropy {out['entropy_bits']:.2f} bits, "
+              f"top cluster {out['top_cluster']} holds {out['top_share']:.1%}")
+        for i in hist.argsort()[::-1][:10]:
+            print(f"  cluster {i:>4}  domain {hist[i]:6.1%}   generic {generic[i]:6.1%}")
+    return 0
+
+
 def cmd_notebooks(args) -> int:
     from .notebooks import run_notebooks
 
@@ -75,6 +118,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale(p)
     p.add_argument("--json", action="store_true", help="print the manifest's figures as JSON")
     p.set_defaults(fn=cmd_data_info)
+
+    p = sub.add_parser("cluster", help="embed and cluster the generic corpus for several k (cached)")
+    _add_scale(p)
+    p.add_argument("--method", default="tfidf", choices=["tfidf", "sbert"])
+    p.add_argument("--model", help="sentence-transformers model for --method sbert (default all-MiniLM-L6-v2)")
+    p.add_argument("--k", type=int, nargs="*", help="cluster counts (default: the scale's list)")
+    p.add_argument("--refresh", action="store_true", help="recompute even if cached")
+    p.set_defaults(fn=cmd_cluster)
+
+    p = sub.add_parser("domain-histogram", help="a domain's share of windows in each generic cluster")
+    _add_scale(p)
+    p.add_argument("--domain", required=True, help="a built-in domain, or a folder / file of your own text")
+    p.add_argument("--k", type=int, required=True)
+    p.add_argument("--set-tokens", type=int, help="use the nested training set of this size (default: all)")
+    p.add_argument("--method", default="tfidf", choices=["tfidf", "sbert"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_domain_histogram)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     _add_scale(p)
