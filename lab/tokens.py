@@ -64,7 +64,7 @@ class BatchSampler:
 
     def offsets(self) -> np.ndarray:
         if self.starts is None:
-            return self.rng.integers(0, len(self.tokens) - self.context - 1, size=self.batch_size)
+            return self.rng.integers(0, len(self.tokens) - self.context, size=self.batch_size)
         return self.starts[self.rng.choice(len(self.starts), size=self.batch_size, p=self.p)]
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:

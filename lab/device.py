@@ -1,0 +1,92 @@
+"""Where training runs, and in which precision.
+
+Device: CUDA, then Apple's MPS, then the CPU; `$LAB_DEVICE` (e.g. "cpu") overrides.
+
+Precision "auto" uses bf16 autocast only where it is faster, so the rule is
+fixed per device and model width rather than measured at run time (a measured
+choice would make the same run give different numbers on different days):
+
+- CUDA: bf16 when the GPU supports it (Ampere or later), at any width.
+- MPS: fp32 (autocast coverage there is still partial).
+- CPU: bf16 when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX) and
+  d_model >= 128. Narrower models spend their time outside matmuls (softmax over
+  the vocabulary, norms, the optimizer), where bf16 only adds casts. Training
+  tokens/s in bf16 over fp32, `benchmarks/bench_train.py` on a 2-core Xeon with
+  AMX: with 2 threads 0.9x at d=64, 0.95x at 128, 1.3x at 176, 1.5x at 256
+  and 352; with 1 thread 1.0x at d=64, 1.25x at 128, 1.2x at 176, 2x at 256+.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import platform
+
+import torch
+
+from .errors import LabError
+
+CPU_BF16_MIN_WIDTH = 128
+
+
+def pick_device() -> torch.device:
+    name = os.environ.get("LAB_DEVICE")
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_dtype(device: torch.device, d_model: int, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for a model of width `d_model`, or None for plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise LabError(f"unknown precision {precision!r}: choose 'auto', 'fp32' or 'bf16'")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_bf16() and d_model >= CPU_BF16_MIN_WIDTH else None
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def device_name(device: torch.device) -> str:
+    """What the results store records as the device, e.g. "cuda:NVIDIA H100" or "cpu:...x2"."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    if device.type == "cpu":
+        return f"cpu:{_cpu_model()} x{torch.get_num_threads()}"
+    return device.type
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

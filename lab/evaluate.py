@@ -1,0 +1,61 @@
+"""Held-out loss and perplexity: per stream, per domain, and the paper's macro-average."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .device import autocast, autocast_dtype
+from .errors import LabError
+from .tokens import eval_batches
+
+
+@dataclass(frozen=True)
+class Eval:
+    loss: float
+    """Mean next-token cross-entropy, in nats per token."""
+    tokens: int
+
+    @property
+    def ppl(self) -> float:
+        return math.exp(self.loss)
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, tokens: np.ndarray, *, batch_size: int = 16,
+             max_tokens: int | None = None, precision: str = "fp32") -> Eval:
+    """Score consecutive full-context windows of `tokens` (up to `max_tokens` of them)."""
+    device = next(model.parameters()).device
+    cfg = model.config
+    dtype = autocast_dtype(device, cfg.d_model, precision)
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    try:
+        for x, y in eval_batches(tokens, batch_size, cfg.context, max_tokens):
+            x, y = x.to(device), y.to(device)
+            with autocast(device, dtype):
+                logits, _ = model(x)
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
+            count += y.numel()
+    finally:
+        model.train(was_training)
+    if count == 0:
+        raise LabError(f"cannot evaluate on {len(tokens)} tokens: a window needs {cfg.context + 1}")
+    return Eval(loss=total / count, tokens=count)
+
+
+def evaluate_domains(model: torch.nn.Module, streams: Mapping[str, np.ndarray], **kwargs) -> dict[str, Eval]:
+    """`evaluate` on each domain's stream; keyword arguments as for `evaluate`."""
+    return {name: evaluate(model, tokens, **kwargs) for name, tokens in streams.items()}
+
+
+def macro_perplexity(results: Mapping[str, Eval | float]) -> float:
+    """The paper's average over domains: exp of the mean of per-domain per-token losses,
+    so every domain weighs the same whatever its size."""
+    losses = [r.loss if isinstance(r, Eval) else float(r) for r in results.values()]
+    return math.exp(sum(losses) / len(losses))

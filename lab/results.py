@@ -1,0 +1,207 @@
+"""The results store: one SQLite row per run or evaluation, shared by every notebook.
+
+The database lives at `<scale dir>/results.sqlite`, in WAL mode with a busy
+timeout, and every write is one short transaction on its own connection, so
+several processes (notebooks, command-line runs) can write at once and a fork
+never inherits an open connection. `cached_run` makes a run whose config and
+data hashes already have a row return that row instead of training again.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import json
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import pandas as pd
+
+from .paths import REPO, scale_dir
+
+COLUMNS: dict[str, str] = {
+    "method": "TEXT",
+    "scale": "TEXT",
+    "domain": "TEXT",
+    "set_tokens": "INTEGER",
+    "pretrain_tokens": "INTEGER",
+    "pretrain_flops": "REAL",
+    "specialize_tokens": "INTEGER",
+    "specialize_flops": "REAL",
+    "inference_flops_per_token": "REAL",
+    "seconds": "REAL",
+    "ppl_before": "REAL",
+    "ppl_after": "REAL",
+    "seed": "INTEGER",
+    "config_hash": "TEXT",
+    "data_hash": "TEXT",
+    "code_version": "TEXT",
+    "device": "TEXT",
+    "extra": "TEXT",
+}
+"""Row fields. Anything else given to `add` goes into `extra` (JSON)."""
+
+BUSY_TIMEOUT_S = 60.0
+
+
+def _jsonable(obj: Any):
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return dataclasses.asdict(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, (Path, set, frozenset)):
+        return str(obj) if isinstance(obj, Path) else sorted(obj)
+    raise TypeError(f"cannot hash or store {type(obj).__name__}")
+
+
+def stable_hash(obj: Any) -> str:
+    """Hash of a JSON-able value (dataclasses, numpy scalars and paths allowed); key order does not matter."""
+    text = json.dumps(obj, sort_keys=True, default=_jsonable, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def data_hash(*arrays: np.ndarray) -> str:
+    """Hash of token streams' contents (memmaps are read in 64 MiB slices)."""
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        a = np.asarray(a)
+        h.update(f"{a.dtype}:{a.shape}".encode())
+        flat = a.reshape(-1)
+        step = max(1, (64 << 20) // max(a.itemsize, 1))
+        for i in range(0, len(flat), step):
+            h.update(np.ascontiguousarray(flat[i:i + step]).tobytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=None)
+def code_version() -> str:
+    """`git describe` of the repository (or "nogit") plus a hash of the lab's own sources,
+    so that uncommitted edits to lab/ change the version too."""
+    try:
+        describe = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=REPO, capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or "nogit"
+    except (OSError, subprocess.SubprocessError):
+        describe = "nogit"
+    h = hashlib.sha256()
+    lab = Path(__file__).resolve().parent
+    for path in sorted(lab.rglob("*.py")):
+        h.update(str(path.relative_to(lab)).encode())
+        h.update(path.read_bytes())
+    return f"{describe}+{h.hexdigest()[:10]}"
+
+
+class ResultStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Switching a new database to WAL ignores the busy timeout, so two processes
+        # opening it at the same moment retry here instead.
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        while True:
+            try:
+                self._create_schema()
+                break
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _create_schema(self) -> None:
+        db = self._connect()
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS results (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                       "created REAL NOT NULL, cache_key TEXT UNIQUE)")
+            present = {row[1] for row in db.execute("PRAGMA table_info(results)")}
+            for name, kind in COLUMNS.items():
+                if name not in present:  # new columns reach old databases
+                    try:
+                        db.execute(f"ALTER TABLE results ADD COLUMN {name} {kind}")
+                    except sqlite3.OperationalError as e:  # another process added it first
+                        if "duplicate column" not in str(e):
+                            raise
+        finally:
+            db.close()
+
+    @classmethod
+    def for_scale(cls, scale: str) -> "ResultStore":
+        return cls(scale_dir(scale) / "results.sqlite")
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        return db
+
+    def add(self, *, cache_key: str | None = None, extra: Mapping[str, Any] | None = None, **fields) -> int:
+        """Insert a row; returns its id. Fields that are not columns go into `extra`. With a
+        `cache_key` already present, inserts nothing and returns the existing row's id."""
+        extra = {**(extra or {}), **{k: fields.pop(k) for k in list(fields) if k not in COLUMNS}}
+        fields.setdefault("code_version", code_version())
+        fields["extra"] = json.dumps(extra, sort_keys=True, default=_jsonable)
+        fields = {k: v.item() if isinstance(v, np.generic) else v for k, v in fields.items()}
+        names = ["created", "cache_key", *fields]
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            cur = db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
+                             f"VALUES ({', '.join('?' * len(names))})", [time.time(), cache_key, *fields.values()])
+            row_id = cur.lastrowid if cur.rowcount else \
+                db.execute("SELECT id FROM results WHERE cache_key = ?", [cache_key]).fetchone()[0]
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return row_id
+
+    def get(self, cache_key: str) -> dict | None:
+        db = self._connect()
+        try:
+            db.row_factory = sqlite3.Row
+            row = db.execute("SELECT * FROM results WHERE cache_key = ?", [cache_key]).fetchone()
+        finally:
+            db.close()
+        if row is None:
+            return None
+        out = dict(row)
+        out["extra"] = json.loads(out["extra"] or "{}")
+        return out
+
+    def load(self) -> pd.DataFrame:
+        """All rows, oldest first; `extra` parsed into dicts."""
+        db = self._connect()
+        try:
+            df = pd.read_sql_query("SELECT * FROM results ORDER BY id", db)
+        finally:
+            db.close()
+        df["extra"] = [json.loads(e or "{}") for e in df["extra"]]
+        return df
+
+
+def load_results(scale: str) -> pd.DataFrame:
+    return ResultStore.for_scale(scale).load()
+
+
+def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapping[str, Any]], *,
+               data_hash: str = "") -> dict:
+    """The stored row for `key` and `data_hash`, or run `fn()` and store its row.
+
+    `key` holds everything that decides the result (method, scale, domain,
+    configs, seed, ...); fields of it that are columns fill those columns, and
+    `config_hash` is its hash. `fn()` returns the measured fields (costs,
+    perplexities, anything else goes to `extra`). Two processes that miss at
+    the same moment both run `fn`, and the first to finish wins the row.
+    """
+    config_hash = stable_hash(key)
+    cache_key = stable_hash([config_hash, data_hash])
+    row = store.get(cache_key)
+    if row is not None:
+        return row
+    result = dict(fn())
+    columns = {k: v for k, v in key.items() if k in COLUMNS and k != "extra"}
+    store.add(cache_key=cache_key, **{**columns, **result, "config_hash": config_hash, "data_hash": data_hash})
+    return store.get(cache_key)

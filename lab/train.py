@@ -1,0 +1,378 @@
+"""Training: the loop, the learning-rate schedule, checkpoints and exact resume.
+
+Schedule: warm-up, stable, decay (WSD; Hu et al. 2024, "MiniCPM"; Hägele et al.
+2024, "Scaling Laws and Compute-Optimal Training beyond Fixed Training
+Durations"). The learning rate rises linearly for `warmup_steps`, then stays
+constant for as long as the run goes. A checkpoint at a budget of S steps is a
+*cooldown branch*: it forks from the constant phase at step S - c, with
+c = cooldown x S, decays the rate to zero along 1 - sqrt(progress) over those
+c steps, writes the checkpoint, and the main run carries on from the fork as if
+the branch had not happened. Why this and not the alternatives:
+
+- cosine depends on the final length: its intermediate checkpoints are taken at
+  a high learning rate and are poor models, so a curve over pretraining budgets
+  would cost one run per budget;
+- inverse square root needs no final length either, but its checkpoints are
+  never annealed and trail a cosine run of the same length;
+- WSD with a 20% cooldown matches cosine at every length (Hägele et al.), and
+  each checkpoint is exactly the model a separate run with that budget and seed
+  would produce (same batches, same schedule), so its cost is its own S steps.
+
+The branches are extra compute: 20% of every budget but the largest. A
+checkpoint records its own cost (`flops`, `seconds`: its lineage) and the run's
+(`run_flops`, `run_seconds`: everything computed so far, branches included).
+
+Checkpoints are folders written atomically: `model.safetensors` (weights),
+`state.pt` (optimizer and random-number states) and `meta.json` (configs, step,
+tokens, FLOPs, seconds, sampler position, losses).
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from collections import defaultdict
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
+from tqdm.auto import tqdm
+
+from . import atomic, costs
+from .device import autocast, autocast_dtype, device_name, pick_device
+from .errors import LabError
+from .evaluate import evaluate
+from .model import GPT, GPTConfig, TrainConfig
+from .tokens import BatchSampler
+
+LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
+
+
+def next_token_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return model(x, y)[1]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; weight decay on matrices only, not on embeddings, norms or biases."""
+    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, torch.nn.Embedding)}
+    params = {id(p): p for p in model.parameters() if p.requires_grad}.values()
+    decay = [p for p in params if p.dim() >= 2 and id(p) not in embeddings]
+    no_decay = [p for p in params if p.dim() < 2 or id(p) in embeddings]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2),
+                             fused=device.type in ("cuda", "cpu"))
+
+
+def _rng_state() -> dict:
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), *rest))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+class Trainer:
+    """One model, one optimizer, one stream of batches; minGPT's trainer with callbacks.
+
+    `add_callback(event, fn)` registers `fn(trainer)` for "on_batch_end" (read
+    `trainer.loss`, `.step`, `.tokens`, `.flops`, `.lr`), "on_eval" (`.valid_loss`)
+    or "on_checkpoint" (`.last_checkpoint`). `loss_fn(model, x, y)` replaces the
+    next-token loss (distillation adds a teacher term); `extra_flops_per_token`
+    is what it costs beyond the model's own training FLOPs (the teacher's forward pass).
+    """
+
+    def __init__(self, model: GPT, config: TrainConfig, sampler: BatchSampler, *,
+                 valid: np.ndarray | None = None, loss_fn: LossFn = next_token_loss,
+                 extra_flops_per_token: float = 0.0, device: torch.device | str | None = None,
+                 progress: bool = True):
+        self.device = torch.device(device) if device is not None else pick_device()
+        self.model = model.to(self.device)
+        self.config = config
+        self.sampler = sampler
+        self.valid = valid
+        self.loss_fn = loss_fn
+        self.progress = progress
+        self.dtype = autocast_dtype(self.device, model.config.d_model, config.precision)
+        self.optimizer = make_optimizer(model, config, self.device)
+        self.tokens_per_step = config.batch_size * sampler.context
+        self.flops_per_step = (costs.train_flops(model, self.tokens_per_step, 1)
+                               + extra_flops_per_token * self.tokens_per_step)
+        self.callbacks: dict[str, list[Callable]] = defaultdict(list)
+        # The lineage of the current weights: restored with a snapshot.
+        self.step = 0
+        self.flops = 0.0
+        self.seconds = 0.0
+        self.decay: tuple[int, int] | None = None
+        # Everything this run computed, cooldown branches included: never rolled back.
+        self.run_flops = 0.0
+        self.run_seconds = 0.0
+        self.eval_flops = 0.0
+        self.loss = math.nan
+        self.valid_loss = math.nan
+        self.last_checkpoint: Path | None = None
+
+    @property
+    def tokens(self) -> int:
+        return self.step * self.tokens_per_step
+
+    @property
+    def precision(self) -> str:
+        return "fp32" if self.dtype is None else "bf16"
+
+    def add_callback(self, event: str, fn: Callable[["Trainer"], None]) -> None:
+        if event not in EVENTS:
+            raise LabError(f"unknown trainer event {event!r}: choose one of {', '.join(EVENTS)}")
+        self.callbacks[event].append(fn)
+
+    def _fire(self, event: str) -> None:
+        for fn in self.callbacks[event]:
+            fn(self)
+
+    # -- schedule ----------------------------------------------------------
+
+    def learning_rate(self, step: int) -> float:
+        """Rate for the step that takes the weights from `step` to `step + 1`."""
+        cfg = self.config
+        warm = lambda s: cfg.lr * min(1.0, (s + 1) / max(cfg.warmup_steps, 1))  # noqa: E731
+        if self.decay is None or step < self.decay[0]:
+            return warm(step)
+        start, end = self.decay
+        return warm(start) * (1.0 - math.sqrt((step - start) / (end - start)))
+
+    @property
+    def lr(self) -> float:
+        return self.learning_rate(max(self.step - 1, 0))
+
+    # -- training ----------------------------------------------------------
+
+    def train_step(self) -> float:
+        t0 = time.perf_counter()
+        self.model.train()
+        lr = self.learning_rate(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = self.sampler.next()
+        x, y = x.to(self.device), y.to(self.device)
+        micro = self.config.micro_batch or len(x)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = torch.zeros((), device=self.device)
+        for xs, ys in zip(x.split(micro), y.split(micro)):
+            with autocast(self.device, self.dtype):
+                part = self.loss_fn(self.model, xs, ys) * (len(xs) / len(x))
+            part.backward()
+            loss += part.detach()
+        if self.config.grad_clip:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        self.loss = loss.item()
+        elapsed = time.perf_counter() - t0
+        self.flops += self.flops_per_step
+        self.run_flops += self.flops_per_step
+        self.seconds += elapsed
+        self.run_seconds += elapsed
+        self._fire("on_batch_end")
+        # The live curve follows the main run; a cooldown branch is scored once, at its checkpoint.
+        if (self.valid is not None and self.decay is None and self.config.eval_every
+                and self.step % self.config.eval_every == 0):
+            self.evaluate()
+        return self.loss
+
+    def train_until(self, step: int, desc: str = "train") -> None:
+        if step <= self.step:
+            return
+        with tqdm(total=step - self.step, desc=desc, disable=not self.progress, leave=False) as bar:
+            while self.step < step:
+                self.train_step()
+                bar.update(1)
+                bar.set_postfix(loss=f"{self.loss:.3f}", refresh=False)
+
+    def evaluate(self) -> float:
+        """Loss on `valid` (first `eval_tokens` of it); fires "on_eval"."""
+        result = evaluate(self.model, self.valid, batch_size=self.config.micro_batch or self.config.batch_size,
+                          max_tokens=self.config.eval_tokens, precision=self.config.precision)
+        self.eval_flops += result.tokens * costs.inference_flops_per_token(self.model)
+        self.valid_loss = result.loss
+        self._fire("on_eval")
+        return self.valid_loss
+
+    # -- state -------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        """Everything that decides the next steps: weights, optimizer, data position, schedule, RNG."""
+        return {
+            "model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+            "sampler": self.sampler.state_dict(),
+            "rng": _rng_state(),
+            "progress": {"step": self.step, "flops": self.flops, "seconds": self.seconds,
+                         "decay": list(self.decay) if self.decay else None},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        _set_rng_state(state["rng"])
+        p = state["progress"]
+        self.step, self.flops, self.seconds = p["step"], p["flops"], p["seconds"]
+        self.decay = tuple(p["decay"]) if p["decay"] else None
+
+    def save(self, path: str | Path, **meta) -> Path:
+        """Write a checkpoint folder atomically; extra keyword arguments go into meta.json."""
+        path = Path(path)
+        with atomic.atomic_dir(path) as tmp:
+            save_safetensors(self.model, str(tmp / "model.safetensors"))
+            torch.save({"optimizer": self.optimizer.state_dict(), "rng": _rng_state()}, tmp / "state.pt")
+            atomic.write_json(tmp / "meta.json", {
+                "model_config": asdict(self.model.config),
+                "train_config": asdict(self.config),
+                "step": self.step, "tokens": self.tokens, "flops": self.flops, "seconds": self.seconds,
+                "decay": self.decay, "run_flops": self.run_flops, "run_seconds": self.run_seconds,
+                "sampler": self.sampler.state_dict(), "loss": _finite_or_none(self.loss),
+                "valid_loss": _finite_or_none(self.valid_loss), "device": device_name(self.device),
+                "precision": self.precision,
+                **meta,
+            })
+        self.last_checkpoint = path
+        return path
+
+    def load(self, path: str | Path) -> dict:
+        """Restore a checkpoint written by `save` so that training continues exactly; returns its meta."""
+        path = Path(path)
+        meta = read_meta(path)
+        load_safetensors(self.model, str(path / "model.safetensors"), device=str(self.device))
+        state = torch.load(path / "state.pt", map_location=self.device, weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        _set_rng_state(state["rng"])
+        self.sampler.load_state_dict(meta["sampler"])
+        self.step, self.flops, self.seconds = meta["step"], meta["flops"], meta["seconds"]
+        self.decay = tuple(meta["decay"]) if meta["decay"] else None
+        self.run_flops, self.run_seconds = meta["run_flops"], meta["run_seconds"]
+        self.loss, self.valid_loss = (math.nan if v is None else v for v in (meta["loss"], meta["valid_loss"]))
+        return meta
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None  # JSON has no NaN
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path) / "meta.json"
+    if not path.exists():
+        raise LabError(f"{path.parent} is not a complete checkpoint (no meta.json); train it again")
+    return json.loads(path.read_text())
+
+
+def load_model(path: str | Path, device: torch.device | str = "cpu") -> GPT:
+    """The model of a checkpoint folder, ready to evaluate or fine-tune."""
+    meta = read_meta(path)
+    model = GPT(GPTConfig(**meta["model_config"]))
+    load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
+    return model.to(device)
+
+
+def budget_steps(model_config: GPTConfig, config: TrainConfig, *,
+                 flops: Sequence[float] = (), tokens: Sequence[int] = ()) -> list[int]:
+    """Optimizer steps that reach each FLOP or token budget (rounded to the nearest step)."""
+    tokens_per_step = config.batch_size * model_config.context
+    per_step = costs.train_flops(model_config, tokens_per_step, 1)
+    steps = {max(1, round(f / per_step)) for f in flops} | {max(1, round(t / tokens_per_step)) for t in tokens}
+    return sorted(steps)
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step{step:08d}"
+
+
+def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndarray, out_dir: str | Path, *,
+             budget_flops: Sequence[float] | None = None, budget_tokens: Sequence[int] = (),
+             valid: np.ndarray | None = None, callbacks: dict[str, Sequence[Callable]] | None = None,
+             device: torch.device | str | None = None, progress: bool = True) -> list[Path]:
+    """Train one model from scratch, writing a checkpoint at every budget, in one run.
+
+    Budgets are FLOPs (default: `train_config.checkpoint_flops`) and/or tokens.
+    Returns the checkpoint folders in budget order. Checkpoints already in
+    `out_dir` are kept, and the run resumes from `out_dir/main` (the constant-rate
+    state, saved every `save_every` steps and after each branch), so an
+    interrupted run, or a request for larger budgets, continues the same run. `valid` (generic validation tokens) gives
+    the live loss curve every `eval_every` steps and each checkpoint's `valid_loss`.
+    """
+    out_dir = Path(out_dir)
+    if budget_flops is None and not budget_tokens:
+        budget_flops = train_config.checkpoint_flops
+
+    def fresh_trainer() -> Trainer:
+        seed_everything(train_config.seed)
+        model = GPT(model_config)
+        sampler = BatchSampler(tokens, train_config.batch_size, model_config.context, seed=train_config.seed)
+        trainer = Trainer(model, train_config, sampler, valid=valid, device=device, progress=progress)
+        for event, fns in (callbacks or {}).items():
+            for fn in fns:
+                trainer.add_callback(event, fn)
+        return trainer
+
+    main = out_dir / "main"
+    if (main / "meta.json").exists():
+        saved = read_meta(main)
+        if (saved["model_config"] != asdict(model_config)
+                or {k: saved["train_config"][k] for k in train_config.run_fields()} != train_config.run_fields()):
+            raise LabError(f"{out_dir} holds a run with another model or training config; "
+                           "use another folder or delete this one")
+    plan = budget_steps(model_config, train_config, flops=budget_flops or (), tokens=budget_tokens)
+    paths = [out_dir / checkpoint_name(step) for step in plan]
+    pending = [step for step, path in zip(plan, paths) if not (path / "meta.json").exists()]
+    if not pending:
+        return paths
+    trainer = fresh_trainer()
+    if (main / "meta.json").exists():
+        trainer.load(main)
+
+    def save_main(t: Trainer) -> None:  # so that a crash loses at most `save_every` steps
+        if t.decay is None and t.step % train_config.save_every == 0:
+            t.save(main)
+
+    if train_config.save_every:
+        trainer.add_callback("on_batch_end", save_main)
+    for step in pending:
+        path = out_dir / checkpoint_name(step)
+        fork = step - round(train_config.cooldown * step)
+        # A budget whose fork the saved main run has passed needs its own run from scratch.
+        lineage = trainer if fork >= trainer.step else fresh_trainer()
+        lineage.train_until(fork, desc=f"pretrain to step {fork}")
+        snapshot = lineage.state_dict()
+        lineage.decay = (fork, step)
+        lineage.train_until(step, desc=f"cooldown to step {step}")
+        if valid is not None:
+            lineage.evaluate()
+        lineage.save(path)
+        lineage._fire("on_checkpoint")
+        lineage.load_state_dict(snapshot)
+        if lineage is trainer:
+            trainer.save(main)
+    return paths

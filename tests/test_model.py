@@ -1,0 +1,79 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lab.errors import LabError
+from lab.evaluate import evaluate, macro_perplexity
+from lab.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula, train_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Tiny models run fastest on one thread, and the test machine is shared.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.mark.parametrize("cfg", [
+    GPTConfig(vocab_size=100, context=16, n_layer=1, n_head=1, d_model=8),
+    GPTConfig(vocab_size=300, context=32, n_layer=3, n_head=2, d_model=24, d_mlp=40, bias=True),
+    *(model_config(kind, scale) for kind in ("slm", "llm") for scale in ("tiny", "default", "paper")),
+])
+def test_param_count_formula_matches_model(cfg):
+    with torch.device("meta"):  # the paper-scale LLM without allocating 3 GB
+        model = GPT(cfg)
+    assert sum(p.numel() for p in model.parameters()) == param_count_formula(cfg)
+    embeddings = model.wte.weight.numel() + model.wpe.weight.numel()
+    assert non_embedding_params(cfg) == param_count_formula(cfg) - embeddings
+
+
+def test_named_sizes_keep_the_papers_shapes():
+    slm, llm = model_config("slm", "default"), model_config("llm", "default")
+    assert (slm.n_layer, slm.n_head, slm.d_model, slm.vocab_size, slm.context) == (2, 4, 64, 4096, 128)
+    assert llm.n_layer == slm.n_layer and llm.d_model == 176
+    assert 360_000 < param_count_formula(slm) < 380_000
+    assert 1.4e6 < param_count_formula(llm) < 1.6e6
+    paper_slm, paper_llm = model_config("slm", "paper"), model_config("llm", "paper")
+    assert paper_llm.d_model / paper_slm.d_model == 2.75
+    assert 115e6 < param_count_formula(paper_slm) < 130e6 and 740e6 < param_count_formula(paper_llm) < 790e6
+    # Equal pretraining FLOPs for both kinds of a scale.
+    assert train_config("slm", "default").pretrain_flops == train_config("llm", "default").pretrain_flops
+
+
+def test_attention_is_causal():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=50, context=12, n_layer=2, n_head=2, d_model=16)).eval()
+    x = torch.randint(0, 50, (2, 12))
+    t = 6
+    changed = x.clone()
+    changed[:, t + 1:] = torch.randint(0, 50, (2, 12 - t - 1))
+    with torch.no_grad():
+        a, _ = model(x)
+        b, _ = model(changed)
+    assert torch.equal(a[:, :t + 1], b[:, :t + 1])
+    assert not torch.allclose(a[:, t + 1:], b[:, t + 1:])
+
+
+def test_uniform_model_perplexity_is_vocabulary_size():
+    cfg = model_config("slm", "tiny")
+    model = GPT(cfg)
+    with torch.no_grad():
+        model.wte.weight.zero_()  # tied: every logit is zero
+    tokens = np.random.default_rng(0).integers(0, cfg.vocab_size, 2_000).astype(np.uint16)
+    result = evaluate(model, tokens, batch_size=4, precision="fp32")
+    assert result.ppl == pytest.approx(cfg.vocab_size, rel=1e-5)
+    assert result.tokens == (2_000 - 1) // cfg.context * cfg.context
+    assert macro_perplexity({"a": result, "b": 2 * result.loss}) == pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
+    with pytest.raises(LabError):
+        evaluate(model, tokens[:cfg.context])
+
+
+def test_generate_extends_the_prompt():
+    model = GPT(GPTConfig(vocab_size=30, context=8, n_layer=1, n_head=1, d_model=8))
+    out = model.generate(torch.zeros(2, 3, dtype=torch.long), 10, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (2, 13) and int(out.max()) < 30
+    assert math.isfinite(float(out.float().mean()))

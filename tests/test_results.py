@@ -1,0 +1,71 @@
+import multiprocessing
+
+import numpy as np
+import pytest
+
+from lab.results import ResultStore, cached_run, code_version, data_hash, load_results, stable_hash
+
+
+def write_rows(path, writer, n, start):
+    start.wait(30)  # both open the new database and write at the same moment
+    store = ResultStore(path)
+    for i in range(n):
+        store.add(method="slm", scale="tiny", domain=f"w{writer}", seed=i, ppl_after=float(i))
+
+
+def test_rows_round_trip_with_extra_fields(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    store.add(method="slm", scale="tiny", domain="legal", set_tokens=np.int64(1_000), ppl_before=90.0,
+              ppl_after=40.0, experts=4, extra={"note": "x"})
+    df = store.load()
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["set_tokens"] == 1_000 and row["ppl_after"] == 40.0
+    assert row["extra"] == {"experts": 4, "note": "x"}
+    assert row["code_version"] == code_version()
+
+
+def test_scale_store_lives_in_the_scale_folder():
+    ResultStore.for_scale("tiny").add(method="llm", scale="tiny")
+    assert list(load_results("tiny")["method"]) == ["llm"]
+
+
+def test_two_processes_write_at_once(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ctx = multiprocessing.get_context("fork")
+    start = ctx.Barrier(2)
+    procs = [ctx.Process(target=write_rows, args=(path, w, 150, start)) for w in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0]
+    df = ResultStore(path).load()
+    assert len(df) == 300 and df.groupby("domain").size().to_dict() == {"w0": 150, "w1": 150}
+
+
+def test_cached_run_reuses_a_stored_result(tmp_path):
+    store = ResultStore(tmp_path / "r.sqlite")
+    calls = []
+
+    def run():
+        calls.append(1)
+        return {"ppl_after": 12.5, "seconds": 3.0, "steps": 40}
+
+    key = {"method": "slm", "scale": "tiny", "domain": "legal", "seed": 0, "lr": 1e-3}
+    first = cached_run(store, key, run, data_hash="abc")
+    second = cached_run(store, dict(reversed(key.items())), run, data_hash="abc")
+    assert len(calls) == 1 and first == second
+    assert first["domain"] == "legal" and first["extra"] == {"steps": 40}
+    assert first["config_hash"] == stable_hash(key) and first["data_hash"] == "abc"
+    cached_run(store, key, run, data_hash="other data")
+    cached_run(store, {**key, "lr": 3e-4}, run, data_hash="abc")
+    assert len(calls) == 3 and len(store.load()) == 3
+
+
+def test_hashes_are_stable():
+    a = np.arange(1_000, dtype=np.uint16)
+    assert data_hash(a) == data_hash(a.copy()) != data_hash(a[::-1].copy())
+    assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
+    with pytest.raises(TypeError):
+        stable_hash({"a": object()})
