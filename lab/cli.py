@@ -37,6 +37,42 @@ def cmd_data_fetch(args) -> int:
     return 0
 
 
+def _method_options(args) -> dict:
+    """Method-specific flags the user set (the others keep each method's default)."""
+    names = ("experts", "selection", "k", "alpha", "temperature", "instantiate", "spec_flops")
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def cmd_pretrain(args) -> int:
+    from . import methods
+
+    rows = methods.pretrain(args.method, args.scale, seed=args.seed, **_method_options(args))
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            loss = f"{r['valid_loss']:.3f}" if r.get("valid_loss") is not None else "-"
+            print(f"  {r['pretrain_flops']:.3g} FLOPs  {r['pretrain_tokens']:>12,} tokens  "
+                  f"generic valid loss {loss}  -> {r['checkpoint']}")
+    return 0
+
+
+def cmd_specialize(args) -> int:
+    from . import methods
+
+    row = methods.specialize(args.method, args.domain, args.set_tokens, args.scale, seed=args.seed,
+                             pretrain_flops=args.pretrain_flops, **_method_options(args))
+    out = methods.report(row)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"{out['method']} on {out['domain']} ({out['set_tokens']:,} tokens): perplexity "
+              f"{out['ppl_before']:.2f} -> {out['ppl_after']:.2f}; pretraining {out['pretrain_flops']:.3g} FLOPs, "
+              f"specialization {out['specialize_flops']:.3g} FLOPs, inference "
+              f"{out['inference_flops_per_token']:.3g} FLOPs/token" + (" (cached)" if out["cached"] else ""))
+    return 0
+
+
 def cmd_cluster(args) -> int:
     import time
 
@@ -102,6 +138,22 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+def _add_common(p: argparse.ArgumentParser) -> None:
+    _add_scale(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--experts", type=int, help="slm-mix / slm-hn: number of experts (clusters)")
+    p.add_argument("--selection", choices=["top", "loss", "all"],
+                   help="slm-mix: expert for the domain: most frequent cluster, lowest loss, or fine-tune all")
+    p.add_argument("--instantiate", choices=["top", "histogram"],
+                   help="slm-hn: from the domain's top cluster or its whole cluster histogram")
+    p.add_argument("--k", type=int, help="slm-is: clusters used for the importance weights")
+    p.add_argument("--spec-flops", type=float, help="slm-is: specialization budget for training on the resampled "
+                                                    "generic corpus (FLOPs)")
+    p.add_argument("--alpha", type=float, help="slm-d: weight of the teacher term in the loss")
+    p.add_argument("--temperature", type=float, help="slm-d: temperature of the teacher's distribution")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lab", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
@@ -118,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale(p)
     p.add_argument("--json", action="store_true", help="print the manifest's figures as JSON")
     p.set_defaults(fn=cmd_data_info)
+
+    from .methods import METHODS
+
+    p = sub.add_parser("pretrain", help="pretrain a method's generic model, with checkpoints at each budget")
+    p.add_argument("--method", required=True, choices=[m for m in METHODS if m in ("slm", "llm", "slm-mix", "slm-hn")])
+    _add_common(p)
+    p.set_defaults(fn=cmd_pretrain)
+
+    p = sub.add_parser("specialize", help="specialize a method to a domain; prints costs and perplexities")
+    p.add_argument("--method", required=True, choices=list(METHODS))
+    p.add_argument("--domain", required=True, help="a built-in domain, or a folder / file of your own text")
+    p.add_argument("--set-tokens", type=int, required=True, help="size of the in-domain training set (tokens)")
+    p.add_argument("--pretrain-flops", type=float, help="start from the checkpoint nearest this budget "
+                                                        "(default: the largest)")
+    _add_common(p)
+    p.set_defaults(fn=cmd_specialize)
 
     p = sub.add_parser("cluster", help="embed and cluster the generic corpus for several k (cached)")
     _add_scale(p)

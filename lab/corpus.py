@@ -59,24 +59,35 @@ def split_documents(docs: list[Document], valid_chars: int, test_chars: int, see
                     drop_lines: np.ndarray | None = None) -> tuple[dict[str, list[Document]], dict]:
     """Cut documents into train / validation / test, whole documents only.
 
-    With `drop_lines`, held-out documents lose their lines that occur in that
-    hash set, and the held-out targets count what remains.
+    Held-out splits are stratified by source: each source gives them its share
+    of the domain's characters, so validation and test mirror the training mix
+    (unstratified, a small split can be a third dictionary entries when
+    training is a twentieth). With `drop_lines`, held-out documents lose their
+    lines that occur in that hash set, and the targets count what remains.
     """
-    order = sorted(docs, key=lambda d: d.sort_hash(seed))
+    by_source: dict[str, list[Document]] = {}
+    for d in docs:
+        by_source.setdefault(d.source, []).append(d)
+    total = sum(len(d.text) for d in docs) or 1
     out: dict[str, list[Document]] = {s: [] for s in SPLITS}
-    need = {"validation": valid_chars, "test": test_chars}
     stats = {"heldout_long_lines": 0, "heldout_lines_dropped": 0}
-    for doc in order:
-        target = next((s for s in ("validation", "test") if need[s] > 0), "train")
-        if target != "train" and drop_lines is not None:
-            doc, total, dropped = leakage.drop_overlap(doc, drop_lines)
-            stats["heldout_long_lines"] += total
-            stats["heldout_lines_dropped"] += dropped
-            if not doc.text.strip():
-                continue
-        out[target].append(doc)
-        if target != "train":
-            need[target] -= len(doc.text)
+    for source in sorted(by_source):
+        group = sorted(by_source[source], key=lambda d: d.sort_hash(seed))
+        share = sum(len(d.text) for d in group) / total
+        need = {"validation": valid_chars * share, "test": test_chars * share}
+        for doc in group:
+            target = next((s for s in ("validation", "test") if need[s] > 0), "train")
+            if target != "train" and drop_lines is not None:
+                doc, n_long, dropped = leakage.drop_overlap(doc, drop_lines)
+                stats["heldout_long_lines"] += n_long
+                stats["heldout_lines_dropped"] += dropped
+                if not doc.text.strip():
+                    continue
+            out[target].append(doc)
+            if target != "train":
+                need[target] -= len(doc.text)
+    for split in SPLITS:
+        out[split].sort(key=lambda d: d.sort_hash(seed))
     return out, stats
 
 

@@ -195,13 +195,14 @@ def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapp
     `config_hash` is its hash. `fn()` returns the measured fields (costs,
     perplexities, anything else goes to `extra`). Two processes that miss at
     the same moment both run `fn`, and the first to finish wins the row.
+    The returned row's `cached` says whether it came from the store.
     """
     config_hash = stable_hash(key)
     cache_key = stable_hash([config_hash, data_hash])
     row = store.get(cache_key)
     if row is not None:
-        return row
+        return {**row, "cached": True}
     result = dict(fn())
     columns = {k: v for k, v in key.items() if k in COLUMNS and k != "extra"}
     store.add(cache_key=cache_key, **{**columns, **result, "config_hash": config_hash, "data_hash": data_hash})
-    return store.get(cache_key)
+    return {**store.get(cache_key), "cached": False}

@@ -72,7 +72,7 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
     config = config or finetune_config(kind, scale, len(train), seed=seed)
     store = store or ResultStore.for_scale(scale)
     key = {"method": method or kind, "scale": scale, "domain": domain, "set_tokens": len(train), "seed": seed,
-           "checkpoint": _file_hash(checkpoint / "model.safetensors"), "finetune": asdict(config)}
+           "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": asdict(config)}
 
     def run() -> dict:
         device = pick_device()
@@ -96,6 +96,6 @@ def _ppl(loss: float | None) -> float | None:
     return None if loss is None else math.exp(loss)
 
 
-def _file_hash(path: Path) -> str:
+def file_hash(path: Path) -> str:
     with open(path, "rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()[:16]

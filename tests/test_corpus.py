@@ -264,3 +264,13 @@ def test_non_utf8_user_file_is_reported(built, monkeypatch, tmp_path):
     (folder / "note00.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
     dom = C.load_domain(str(folder), "tiny")
     assert any("note00.txt" in w for w in dom.warnings)
+
+
+def test_heldout_splits_mirror_the_source_mix():
+    big = [Document("licenses", f"l{i}", "licence text line\n" * 50) for i in range(180)]
+    small = [Document("gcide", f"g{i}", "dictionary entry\n" * 50) for i in range(20)]
+    splits, _ = C.split_documents(big + small, valid_chars=20_000, test_chars=20_000, seed=0)
+    for split in C.SPLITS:
+        chars = {src: sum(len(d.text) for d in splits[split] if d.source == src) for src in ("licenses", "gcide")}
+        share = chars["gcide"] / sum(chars.values())
+        assert 0.05 <= share <= 0.2, (split, share)
