@@ -18,3 +18,17 @@ os.environ["TQDM_DISABLE"] = "1"
 os.environ["MPLBACKEND"] = "Agg"
 os.environ.setdefault("LAB_RAW", str(_REPO / "data" / "raw"))
 os.environ["LAB_DATA"] = str(_SESSION_TMP / "data")
+# Tiny models gain nothing from a second thread, and two threads collapse when
+# another process shares the cores; notebook kernels inherit this too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus():
+    """The real tiny corpus, built once per test session (about 40 s)."""
+    from lab.corpus import build, load_corpus
+
+    build("tiny")
+    return load_corpus("tiny")

@@ -8,13 +8,6 @@ import pytest
 from lab.notebooks import notebook_paths, run_notebooks
 
 
-@pytest.fixture(scope="session")
-def tiny_corpus():
-    from lab.corpus import build
-
-    return build("tiny")
-
-
 def _metrics(out, name):
     return json.loads((out / name).read_text())
 

@@ -22,6 +22,10 @@ METHODS = {
     "slm-generic": "dense",
     "slm-nopt": "dense",
     "llm": "dense",
+    "slm-d": "distill",
+    "slm-is": "importance",
+    "slm-mix": "mixture",
+    "slm-hn": "hypernet",
 }
 REPORTED = ("method", "scale", "domain", "set_tokens", "seed", "ppl_before", "ppl_after", "pretrain_flops",
             "specialize_flops", "inference_flops_per_token", "pretrain_tokens", "specialize_tokens", "seconds",
