@@ -39,7 +39,7 @@ class FinetuneConfig:
 
 
 # Per scale: sequences per batch, validation tokens per evaluation, the fewest steps the cap allows.
-_RECIPE = {"tiny": (8, 4_096, 100), "default": (8, 32_768, 200), "paper": (64, 1_048_576, 200)}
+_RECIPE = {"tiny": (8, 16_384, 100), "default": (8, 32_768, 200), "paper": (64, 1_048_576, 200)}
 EPOCHS = 4
 
 

@@ -35,8 +35,8 @@ class DataScale:
 SCALES: dict[str, DataScale] = {
     "tiny": DataScale(
         name="tiny", vocab_size=1024, context=64,
-        set_tokens=(1_000, 8_000, 64_000), valid_tokens=8_000, test_tokens=8_000,
-        source_chars=600_000, tokenizer_sample_chars=3_000_000,
+        set_tokens=(2_000, 16_000, 128_000), valid_tokens=16_000, test_tokens=16_000,
+        source_chars=800_000, tokenizer_sample_chars=3_000_000,
     ),
     "default": DataScale(
         name="default", vocab_size=4096, context=128,

@@ -33,3 +33,18 @@ def test_notebook_00_data(tiny_corpus, tmp_path):
     assert all(math.isfinite(v) and v > 1 for v in m["chars_per_token"].values())
     for fig in ("00_tokens.png", "00_chars_per_token.png", "00_sources.png"):
         assert (tmp_path / fig).stat().st_size > 1000
+
+
+def test_notebook_01_pretraining(tiny_corpus, tmp_path):
+    run_notebooks("tiny", tmp_path, ["01"], cell_timeout=900, parameters={"domains": "legal,code,medicine"})
+    m = _metrics(tmp_path, "01_pretraining.json")
+    for model, ppl in m["generic_ppl"].items():
+        assert all(math.isfinite(p) for p in ppl) and ppl[-1] < ppl[0], model
+    table = m["table4"]
+    for domain in ("legal", "code", "medicine"):
+        row = table[domain]
+        finetuned = [row[f"SLM {n:,}"] for n in (2_000, 16_000, 128_000)]
+        assert all(v < row["generic only"] for v in finetuned), (domain, row)
+        assert finetuned[-1] < finetuned[0]
+    assert set(table) == {"legal", "code", "medicine", "average"}
+    assert (tmp_path / "01_generic_curves.png").exists() and (tmp_path / "01_table4.png").exists()

@@ -1,0 +1,47 @@
+"""Figures of pretraining runs and of the paper's Table 4."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+
+def generic_curves(curves: pd.DataFrame):
+    """Generic validation perplexity against pretraining FLOPs, one line per model,
+    each checkpoint labelled with its tokens per parameter."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=curves, x="pretrain_flops", y="valid_ppl", hue="method", marker="o", ax=ax)
+    for r in curves.itertuples():
+        ax.annotate(f"{r.tokens_per_param:.0f}", (r.pretrain_flops, r.valid_ppl), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8, color="0.35")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("pretraining cost (FLOPs)")
+    ax.set_ylabel("generic validation perplexity")
+    ax.set_title("Pretraining at equal FLOPs (labels: tokens per parameter)")
+    fig.tight_layout()
+    return fig
+
+
+def table4(table: pd.DataFrame):
+    """Table 4 as lines: test perplexity against in-domain set size, fine-tuned from the
+    pretrained SLM and trained on the set alone, with the generic-only model as a reference."""
+    rows = []
+    for domain, r in table.iterrows():
+        for col, ppl in r.items():
+            if col == "generic only":
+                continue
+            variant, size = col.rsplit(" ", 1)
+            rows.append({"domain": domain, "variant": variant, "set_tokens": int(size.replace(",", "")),
+                         "perplexity": ppl})
+    df = pd.DataFrame(rows)
+    g = sns.relplot(data=df, x="set_tokens", y="perplexity", hue="variant", col="domain", col_wrap=5,
+                    kind="line", marker="o", height=2.4, aspect=1.1, facet_kws={"sharey": False})
+    for domain, ax in g.axes_dict.items():
+        ax.axhline(table.loc[domain, "generic only"], color="0.5", ls="--", lw=1, label="generic only")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+    g.set_axis_labels("in-domain set (tokens)", "test perplexity")
+    g.figure.suptitle("Fine-tuning helps at every set size; pretraining matters most for the smallest "
+                      "(dashed: generic only)", y=1.02)
+    return g.figure
