@@ -31,3 +31,24 @@ def test_module_entry_point_reports_bad_scale():
     r = subprocess.run([sys.executable, "-m", "lab", "data", "info", "--scale", "huge"],
                        capture_output=True, text=True)
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_repeated_specialize_is_served_from_the_cache(tiny_corpus, capsys):
+    args = ["specialize", "--method", "slm", "--domain", "legal", "--set-tokens", "16000", "--scale", "tiny",
+            "--json"]
+    assert main(args) == 0
+    first = json.loads(capsys.readouterr().out)
+    for field in ("ppl_before", "ppl_after", "pretrain_flops", "specialize_flops", "inference_flops_per_token"):
+        assert first[field] is not None and first[field] >= 0, field
+    assert first["ppl_after"] < first["ppl_before"]
+    assert main(args) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert second["cached"] and not first["cached"]
+    assert {k: v for k, v in second.items() if k != "cached"} == {k: v for k, v in first.items() if k != "cached"}
+
+
+def test_specialize_on_a_too_small_set_says_how_many_tokens(tiny_corpus, capsys):
+    n = len(tiny_corpus.tokens("legal", "train"))
+    assert main(["specialize", "--method", "slm", "--domain", "legal", "--set-tokens", "99000000",
+                 "--scale", "tiny"]) == 2
+    assert f"{n:,} training tokens; 99,000,000 were asked for" in capsys.readouterr().err
