@@ -398,3 +398,70 @@ def check_window_ids(generic_tokens: np.ndarray, window_cluster_ids: np.ndarray,
     if len(window_cluster_ids) != n:
         raise LabError(f"{len(window_cluster_ids)} cluster ids for a stream of {n} windows of context "
                        f"{context}: the ids belong to another stream or context")
+
+
+# ---------------------------------------------------------------- what the clusters hold (notebook 02)
+
+def window_sources(corpus) -> np.ndarray:
+    """Source of each generic training window: that of the document holding its middle token.
+
+    The stream is the training documents in order, each followed by one
+    end-of-text token, so the documents before a position are the end-of-text
+    tokens before it.
+    """
+    tokens = np.asarray(corpus.tokens("generic", "train"))
+    context = corpus.scale.context
+    docs = corpus.documents("generic", "train")
+    ends = np.flatnonzero(tokens == corpus.tokenizer.eot_id)
+    if len(ends) != len(docs):
+        raise LabError(f"the generic stream holds {len(ends)} end-of-text tokens for {len(docs)} documents: "
+                       "it was not built from these documents; rebuild the corpus")
+    sources = np.array([d.source for d in docs] + [docs[-1].source if docs else ""])
+    middles = window_starts(len(tokens), context) + context // 2
+    return sources[np.searchsorted(ends, middles, side="left")]
+
+
+def source_cluster_shares(sources: np.ndarray, ids: np.ndarray) -> pd.DataFrame:
+    """Share of each cluster's windows that comes from each source (columns sum to one)."""
+    table = pd.crosstab(pd.Series(sources, name="source"), pd.Series(ids, name="cluster"))
+    return table / table.sum(axis=0)
+
+
+def window_projection(corpus, clustering: Clustering, sources: np.ndarray, per_source: int = 200,
+                      seed: int = 0) -> pd.DataFrame:
+    """A seeded sample of generic windows, up to `per_source` from each source, in two dimensions.
+
+    The coordinates are the first two principal components of the windows'
+    embeddings (what k-means saw); `k<k>` columns hold each window's cluster.
+    """
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(seed)
+    rows = np.sort(np.concatenate([rng.permutation(np.flatnonzero(sources == s))[:per_source]
+                                   for s in np.unique(sources)]))
+    starts = window_starts(len(corpus.tokens("generic", "train")), clustering.context)[rows]
+    x = clustering.embedder.embed(window_texts(corpus.tokens("generic", "train"), clustering.context,
+                                               corpus_decode(corpus), starts))
+    xy = PCA(n_components=2, random_state=seed).fit_transform(x)
+    df = pd.DataFrame({"window": rows, "source": sources[rows], "pc1": xy[:, 0], "pc2": xy[:, 1]})
+    for k in clustering.ks:
+        df[f"k{k}"] = clustering.generic_ids[k][rows]
+    return df
+
+
+def domain_table(summary: pd.DataFrame, value: str = "entropy_bits") -> pd.DataFrame:
+    """One `summarize` column as a table: a row per domain, a column per (set size, k), as the
+    paper's Tables 9 (entropy) and 10 (top-cluster share) lay it out. The generic corpus (all
+    its windows, whatever the set size) is the last row, for reference."""
+    is_generic = summary["domain"] == "generic"
+    table = summary[~is_generic].pivot_table(index="domain", columns=["set_tokens", "k"], values=value,
+                                             sort=False)
+    generic = summary[is_generic].set_index("k")[value]
+    table.loc["generic"] = [generic.get(k, np.nan) for _, k in table.columns]
+    return table.rename_axis(columns=["set tokens", "k"])
+
+
+def source_purity(sources: np.ndarray, ids: np.ndarray) -> float:
+    """Share of windows whose cluster's most common source is their own source (1: clusters are sources)."""
+    table = pd.crosstab(pd.Series(sources), pd.Series(ids))
+    return float(table.max(axis=0).sum() / table.to_numpy().sum())

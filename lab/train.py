@@ -46,16 +46,17 @@ from tqdm.auto import tqdm
 from . import atomic, costs
 from .device import autocast, autocast_dtype, device_name, pick_device
 from .errors import LabError
-from .evaluate import evaluate
+from .evaluate import Eval, evaluate
 from .model import GPT, GPTConfig, TrainConfig
 from .tokens import BatchSampler
 
-LossFn = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[..., torch.Tensor]
+"""`loss_fn(model, x, y, *route)`: `route` is whatever else the sampler's batch holds (expert ids)."""
 EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
 
 
-def next_token_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return model(x, y)[1]
+def next_token_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *route: torch.Tensor) -> torch.Tensor:
+    return model(x, y, *route)[1]
 
 
 def seed_everything(seed: int) -> None:
@@ -104,22 +105,32 @@ class Trainer:
     or "on_checkpoint" (`.last_checkpoint`). `loss_fn(model, x, y)` replaces the
     next-token loss (distillation adds a teacher term); `extra_flops_per_token`
     is what it costs beyond the model's own training FLOPs (the teacher's forward pass).
+
+    A model that stacks several independent models (a mixture's experts) may define
+    `clip_grad_norm_(max_norm)` to clip each one's gradient alone, and its sampler
+    `tokens_per_batch` when a batch holds more than `batch_size` windows.
+
+    A sampler whose `next()` returns (x, y, *route) routes each window (a
+    hyper-network's expert ids): `route` is split with the batch and passed on to
+    `loss_fn`. `evaluate_fn` replaces `lab.evaluate.evaluate` for scoring `valid`
+    (a routed model needs each validation window's route).
     """
 
     def __init__(self, model: GPT, config: TrainConfig, sampler: BatchSampler, *,
                  valid: np.ndarray | None = None, loss_fn: LossFn = next_token_loss,
                  extra_flops_per_token: float = 0.0, device: torch.device | str | None = None,
-                 progress: bool = True):
+                 progress: bool = True, evaluate_fn: Callable[..., Eval] = evaluate):
         self.device = torch.device(device) if device is not None else pick_device()
         self.model = model.to(self.device)
         self.config = config
         self.sampler = sampler
         self.valid = valid
         self.loss_fn = loss_fn
+        self.evaluate_fn = evaluate_fn
         self.progress = progress
         self.dtype = autocast_dtype(self.device, model.config.d_model, config.precision)
         self.optimizer = make_optimizer(model, config, self.device)
-        self.tokens_per_step = config.batch_size * sampler.context
+        self.tokens_per_step = tokens_per_batch(sampler, config.batch_size)
         self.flops_per_step = (costs.train_flops(model, self.tokens_per_step, 1)
                                + extra_flops_per_token * self.tokens_per_step)
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
@@ -176,18 +187,21 @@ class Trainer:
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = self.sampler.next()
-        x, y = x.to(self.device), y.to(self.device)
+        x, y, *route = (t.to(self.device) for t in self.sampler.next())
         micro = self.config.micro_batch or len(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=self.device)
-        for xs, ys in zip(x.split(micro), y.split(micro)):
+        for xs, ys, *rs in zip(x.split(micro), y.split(micro), *(r.split(micro) for r in route)):
             with autocast(self.device, self.dtype):
-                part = self.loss_fn(self.model, xs, ys) * (len(xs) / len(x))
+                part = self.loss_fn(self.model, xs, ys, *rs) * (len(xs) / len(x))
             part.backward()
             loss += part.detach()
         if self.config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            clip = getattr(self.model, "clip_grad_norm_", None)
+            if callable(clip):
+                clip(self.config.grad_clip)
+            else:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
         self.loss = loss.item()
@@ -214,7 +228,7 @@ class Trainer:
 
     def evaluate(self) -> float:
         """Loss on `valid` (first `eval_tokens` of it); fires "on_eval"."""
-        result = evaluate(self.model, self.valid, batch_size=self.config.micro_batch or self.config.batch_size,
+        result = self.evaluate_fn(self.model, self.valid, batch_size=self.config.micro_batch or self.config.batch_size,
                           max_tokens=self.config.eval_tokens, precision=self.config.precision)
         self.eval_flops += result.tokens * costs.inference_flops_per_token(self.model)
         self.valid_loss = result.loss
@@ -297,10 +311,17 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> GPT:
     return model.to(device)
 
 
+def tokens_per_batch(sampler, batch_size: int) -> int:
+    """Tokens in one batch of `sampler`: `batch_size` windows, unless it says otherwise."""
+    return getattr(sampler, "tokens_per_batch", batch_size * sampler.context)
+
+
 def budget_steps(model_config: GPTConfig, config: TrainConfig, *,
-                 flops: Sequence[float] = (), tokens: Sequence[int] = ()) -> list[int]:
-    """Optimizer steps that reach each FLOP or token budget (rounded to the nearest step)."""
-    tokens_per_step = config.batch_size * model_config.context
+                 flops: Sequence[float] = (), tokens: Sequence[int] = (),
+                 tokens_per_step: int | None = None) -> list[int]:
+    """Optimizer steps that reach each FLOP or token budget (rounded to the nearest step).
+    `tokens_per_step` defaults to one batch of `batch_size` windows."""
+    tokens_per_step = tokens_per_step or config.batch_size * model_config.context
     per_step = costs.train_flops(model_config, tokens_per_step, 1)
     steps = {max(1, round(f / per_step)) for f in flops} | {max(1, round(t / tokens_per_step)) for t in tokens}
     return sorted(steps)
@@ -313,7 +334,10 @@ def checkpoint_name(step: int) -> str:
 def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndarray, out_dir: str | Path, *,
              budget_flops: Sequence[float] | None = None, budget_tokens: Sequence[int] = (),
              valid: np.ndarray | None = None, callbacks: dict[str, Sequence[Callable]] | None = None,
-             device: torch.device | str | None = None, progress: bool = True) -> list[Path]:
+             device: torch.device | str | None = None, progress: bool = True,
+             sampler_factory: Callable[[], BatchSampler] | None = None,
+             model_factory: Callable[[], torch.nn.Module] | None = None,
+             evaluate_fn: Callable[..., Eval] = evaluate) -> list[Path]:
     """Train one model from scratch, writing a checkpoint at every budget, in one run.
 
     Budgets are FLOPs (default: `train_config.checkpoint_flops`) and/or tokens.
@@ -322,6 +346,12 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
     state, saved every `save_every` steps and after each branch), so an
     interrupted run, or a request for larger budgets, continues the same run. `valid` (generic validation tokens) gives
     the live loss curve every `eval_every` steps and each checkpoint's `valid_loss`.
+    `sampler_factory()` replaces the uniform sampler over `tokens` with a fresh one of
+    its own for each run from scratch (importance sampling draws weighted windows);
+    `out_dir` must then be named by what decides its batches too.
+    `model_factory()` likewise replaces `GPT(model_config)` (called after seeding; a
+    mixture stacks its experts); `model_config` is then the shape of one of them.
+    `evaluate_fn` scores `valid` in place of `lab.evaluate.evaluate` (see `Trainer`).
     """
     out_dir = Path(out_dir)
     if budget_flops is None and not budget_tokens:
@@ -329,9 +359,11 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
 
     def fresh_trainer() -> Trainer:
         seed_everything(train_config.seed)
-        model = GPT(model_config)
-        sampler = BatchSampler(tokens, train_config.batch_size, model_config.context, seed=train_config.seed)
-        trainer = Trainer(model, train_config, sampler, valid=valid, device=device, progress=progress)
+        model = model_factory() if model_factory is not None else GPT(model_config)
+        sampler = (sampler_factory() if sampler_factory is not None else
+                   BatchSampler(tokens, train_config.batch_size, model_config.context, seed=train_config.seed))
+        trainer = Trainer(model, train_config, sampler, valid=valid, device=device, progress=progress,
+                          evaluate_fn=evaluate_fn)
         for event, fns in (callbacks or {}).items():
             for fn in fns:
                 trainer.add_callback(event, fn)
@@ -344,7 +376,9 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
                 or {k: saved["train_config"][k] for k in train_config.run_fields()} != train_config.run_fields()):
             raise LabError(f"{out_dir} holds a run with another model or training config; "
                            "use another folder or delete this one")
-    plan = budget_steps(model_config, train_config, flops=budget_flops or (), tokens=budget_tokens)
+    per_step = tokens_per_batch(sampler_factory(), train_config.batch_size) if sampler_factory else None
+    plan = budget_steps(model_config, train_config, flops=budget_flops or (), tokens=budget_tokens,
+                        tokens_per_step=per_step)
     paths = [out_dir / checkpoint_name(step) for step in plan]
     pending = [step for step, path in zip(plan, paths) if not (path / "meta.json").exists()]
     if not pending:

@@ -7,6 +7,7 @@ import torch
 from lab.evaluate import evaluate
 from lab.finetune import finetune, finetune_config, FinetuneConfig
 from lab.model import GPT, GPTConfig, TrainConfig, model_config, train_config
+from lab.scales import get_scale
 from lab.tokens import BatchSampler
 from lab.train import Trainer, load_model, pretrain, read_meta, seed_everything
 
@@ -148,7 +149,7 @@ def test_finetune_recipe_scales_with_the_set():
     assert small.lr < mid.lr == large.lr
     assert small.max_steps >= 100 and small.max_steps <= mid.max_steps < large.max_steps
     assert small.eval_tokens >= 32_768 and small.patience >= 3
-    assert finetune_config("slm", "tiny", 1_000).eval_tokens <= 8_000
+    assert finetune_config("slm", "tiny", 2_000).eval_tokens <= get_scale("tiny").valid_tokens
 
 
 def test_trainer_rejects_unknown_event():
@@ -190,7 +191,9 @@ def test_runs_are_cached(tmp_path):
     domain = zipf_tokens(12_000, vocab=cfg.vocab_size, seed=5)
     args = (paths[1], "slm", "tiny", "legal", domain[:1_000], domain[2_000:7_000], domain[7_000:])
     row = specialize_run(*args, store=store, progress=False)
-    assert specialize_run(*args, store=store, progress=False) == row
+    again = specialize_run(*args, store=store, progress=False)
+    assert again["cached"] and not row["cached"]
+    assert {**again, "cached": False} == row
     df = store.load()
     assert list(df["method"]) == ["slm", "slm", "slm"] and list(df["domain"]) == ["generic", "generic", "legal"]
     assert row["ppl_after"] <= row["ppl_before"] and row["specialize_flops"] == row["extra"]["flops_to_best"]

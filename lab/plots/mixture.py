@@ -1,0 +1,90 @@
+"""Figures of the hard mixture of experts (SLM-mix): generic perplexity against compute,
+the number-of-experts ablation, the expert-selection rules and the routing statistics."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import NullFormatter
+import pandas as pd
+import seaborn as sns
+
+
+def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
+    """Generic validation perplexity against pretraining FLOPs, one curve per method (log-log)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=curves, x="pretrain_flops", y="ppl", hue="method", style="method", markers=True,
+                 dashes=False, ax=ax)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    if crossover_flops:
+        ax.axvline(crossover_flops, color="gray", linestyle=":", label=f"crossover {crossover_flops:.2g} FLOPs")
+        ax.legend()
+    ax.set_xlabel("pretraining compute (FLOPs)")
+    ax.set_ylabel("generic validation perplexity")
+    ax.set_title("Generic perplexity at equal pretraining FLOPs")
+    fig.tight_layout()
+    return fig
+
+
+def expert_ablation(table: pd.DataFrame):
+    """Generic perplexity against the number of experts at one budget; 1 expert is the SLM."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    sns.lineplot(data=table, x="experts", y="ppl", marker="o", ax=ax)
+    slm = table[table["method"] == "slm"]
+    if len(slm):
+        ax.axhline(float(slm["ppl"].iloc[0]), color="gray", linestyle="--", label="SLM (1 expert)")
+        ax.legend()
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(table["experts"].unique()), [str(k) for k in sorted(table["experts"].unique())])
+    ax.set_xlabel("experts (k-means clusters)")
+    ax.set_ylabel("generic validation perplexity")
+    flops = table["pretrain_flops"].median()
+    ax.set_title(f"Number of experts at {flops:.2g} pretraining FLOPs")
+    fig.tight_layout()
+    return fig
+
+
+def routing(table: pd.DataFrame):
+    """Per expert: generic training windows of its cluster, epochs over them, routed validation perplexity."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.5))
+    sns.barplot(data=table, x="expert", y="generic_windows", ax=axes[0], color="tab:blue")
+    axes[0].set_ylabel("generic training windows")
+    axes[0].set_title("Cluster sizes")
+    sns.barplot(data=table, x="expert", y="epochs", ax=axes[1], color="tab:orange")
+    axes[1].set_ylabel("epochs over its cluster")
+    axes[1].set_title(f"Each expert trained on {table['tokens_trained'].iloc[0]:,} tokens")
+    sns.barplot(data=table, x="expert", y="valid_ppl", ax=axes[2], color="tab:green")
+    axes[2].set_ylabel("routed validation perplexity")
+    axes[2].set_title("Generic validation, by expert")
+    for ax in axes:
+        ax.set_xlabel("expert")
+    fig.tight_layout()
+    return fig
+
+
+def selection(table: pd.DataFrame):
+    """Domain test perplexity after fine-tuning: SLM and the three expert-selection rules."""
+    fig, ax = plt.subplots(figsize=(10, 4))
+    sns.barplot(data=table, x="domain", y="ppl_after", hue="method", ax=ax)
+    ax.set_yscale("log")
+    ax.set_xlabel("domain")
+    ax.set_ylabel("test perplexity after fine-tuning (log scale)")
+    ax.set_title("Expert selection rules (the paper's Table 5)")
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def domain_histograms(table: pd.DataFrame):
+    """Each domain's cluster histogram (training set), the expert "top" picks marked."""
+    top = table[table["selection"] == "top"]
+    shares = pd.DataFrame(np.array(top["histogram"].tolist()), index=top["domain"])
+    fig, ax = plt.subplots(figsize=(3.0 + 0.7 * shares.shape[1], 0.5 * len(shares) + 2.0))
+    sns.heatmap(shares, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1,
+                cbar_kws={"label": "share of the domain's windows"}, ax=ax)
+    ax.set_xlabel("cluster (expert)")
+    ax.set_ylabel("domain")
+    ax.set_title("Domains over the generic clusters")
+    fig.tight_layout()
+    return fig
