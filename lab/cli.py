@@ -124,6 +124,19 @@ def cmd_notebooks(args) -> int:
     return 0
 
 
+def cmd_study(args) -> int:
+    from .study import run_study
+
+    report = run_study(args.scale, args.methods, args.domains, args.set_sizes, curve_sets=args.curve_sets,
+                       is_sets=args.is_sets, fractions=args.fractions, seed=args.seed, dry_run=args.dry_run,
+                       **_method_options(args))
+    if args.json:
+        from dataclasses import asdict
+
+        print(json.dumps(asdict(report)))
+    return 0 if report.ok else 1
+
+
 def cmd_data_info(args) -> int:
     from .corpus import load_corpus
     from .report import corpus_table
@@ -203,6 +216,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", default="tfidf", choices=["tfidf", "sbert"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_domain_histogram)
+
+    p = sub.add_parser("study", help="every method x pretraining budget x domain x set size into the results "
+                                     "store (cached: a second run resumes)")
+    _add_common(p)
+    p.add_argument("--methods", nargs="*", choices=list(METHODS), help="default: every method")
+    p.add_argument("--domains", nargs="*", help="default: every domain of the scale's corpus")
+    p.add_argument("--set-sizes", nargs="*", type=int, help="in-domain set sizes (tokens); default: the scale's three")
+    p.add_argument("--curve-sets", nargs="*", type=int,
+                   help="set sizes specialized from every pretraining checkpoint (default: the smallest)")
+    p.add_argument("--is-sets", nargs="*", type=int,
+                   help="set sizes SLM-is trains a model for, one per domain (default: the curve sets)")
+    p.add_argument("--fractions", nargs="*", type=float,
+                   help="checkpoints to specialize from, as shares of the pretraining budget (default: all)")
+    p.add_argument("--dry-run", action="store_true", help="list the planned steps with their FLOPs and time")
+    p.set_defaults(fn=cmd_study)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     _add_scale(p)

@@ -1,0 +1,99 @@
+"""The budget explorer: the recommendation honours every budget, the sliders drive it, the map and tree follow."""
+import pandas as pd
+import pytest
+
+from lab import explorer
+from lab.errors import LabError
+
+SLM, LLM = 1e5, 4e5  # inference FLOPs per token
+
+
+def _points():
+    """Macro points as `lab.study.macro_points` gives them, with costs and perplexities set by hand."""
+    rows = []
+
+    def add(method, pre, spec, inf, ppl, n=2_000, fraction=1.0):
+        rows.append({"method": method, "set_tokens": n, "fraction": fraction, "pretrain_flops": pre,
+                     "specialize_flops": spec, "inference_flops_per_token": inf, "ppl_before": ppl * 2,
+                     "ppl_after": ppl, "n_domains": 4})
+
+    add("slm-generic", 1e12, 0.0, SLM, 100.0)
+    add("slm", 1e12, 1e10, SLM, 60.0)
+    add("slm", 2.5e11, 1e10, SLM, 70.0, fraction=0.25)
+    add("slm-hn", 1e12, 1e10, SLM, 55.0)
+    add("slm-hn", 2.5e11, 1e10, SLM, 72.0, fraction=0.25)
+    add("llm", 1e12, 4e10, LLM, 45.0)
+    add("slm-is", 0.0, 1e12, SLM, 50.0)
+    add("slm-is", 0.0, 1.2e11, SLM, 65.0, fraction=0.125)
+    add("slm", 1e12, 5e10, SLM, 40.0, n=16_000)
+    return pd.DataFrame(rows)
+
+
+def test_recommend_honours_every_budget():
+    p = _points()
+    everything = dict(pretrain_budget=1e13, spec_budget=1e13, inference_budget=1e6, set_tokens=2_000)
+    assert explorer.recommend(p, **everything)["method"] == "llm"
+    small = {**everything, "inference_budget": SLM}
+    assert explorer.recommend(p, **small)["method"] == "slm-is"
+    r = explorer.recommend(p, **{**small, "spec_budget": 2e10})
+    assert r["method"] == "slm-hn" and r["ppl"] == 55.0 and r["total_flops"] == pytest.approx(1.01e12)
+    # Fifty domains share the specialization budget: SLM-is's 1e12 per domain no longer fits.
+    r = explorer.recommend(p, **{**small, "spec_budget": 1e13, "n_domains": 50})
+    assert r["method"] == "slm-hn" and 50 * r["specialize_flops"] <= 1e13
+    # No pretraining budget: only what needs none.
+    assert explorer.recommend(p, **{**small, "pretrain_budget": 1.0})["method"] == "slm-is"
+    assert explorer.recommend(p, **{**small, "pretrain_budget": 1.0, "spec_budget": 1.0}) is None
+    assert explorer.recommend(p, **{**small, "spec_budget": 0.0})["method"] == "slm-generic"
+    assert explorer.recommend(p, **{**small, "set_tokens": 16_000})["ppl"] == 40.0
+    with pytest.raises(LabError, match="n_domains"):
+        explorer.recommend(p, **{**small, "n_domains": 0})
+
+
+def test_sliders_drive_the_recommendation():
+    ex = explorer.BudgetExplorer(_points())
+    s = ex.sliders
+    assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains"}
+    assert ex.recommendation["method"] == "llm"  # every slider starts at its largest budget
+    s["inference"].value = 1.5e5  # below the LLM's cost per token
+    assert ex.recommendation["method"] == "slm-is" and "slm-is" in ex.summary and "50.00" in ex.summary
+    s["spec"].value = 3e10
+    assert ex.recommendation["method"] == "slm-hn"
+    assert ex.recommendation["inference_flops_per_token"] <= s["inference"].value
+    assert ex.recommendation["specialize_flops"] <= s["spec"].value
+    s["n_domains"].value = 5  # 5 x 1e10 > 3e10: nothing pretrained fits, generic only does
+    assert ex.recommendation["method"] == "slm-generic"
+    s["pretrain"].value = 10 ** s["pretrain"].min
+    assert ex.recommendation is None and "No measured method" in ex.summary
+    s["set_tokens"].value = 16_000
+    s["pretrain"].value = 10 ** s["pretrain"].max
+    s["spec"].value = 10 ** s["spec"].max
+    s["inference"].value = 10 ** s["inference"].max
+    assert ex.recommendation["method"] == "slm" and ex.recommendation["ppl"] == 40.0
+    fig = ex.figure()
+    assert fig.axes[0].get_xlabel().startswith("total cost for 5 domains")
+
+
+def test_widget_redraws_without_a_front_end():
+    ex = explorer.BudgetExplorer(_points(), inference_budget=SLM)
+    box = ex.widget()
+    assert ex.label in box.children and ex.output in box.children
+    ex.sliders["spec"].value = 3e10
+    assert ex.recommendation["method"] == "slm-hn" and "slm-hn" in ex.label.value
+
+
+def test_decision_map_and_tree_read_the_rule_off_the_data():
+    dmap = explorer.decision_map(_points(), set_tokens=2_000)
+    big = dmap[dmap["inference_budget"] >= LLM]
+    assert big.sort_values("spec_budget")["method"].iloc[-1] == "llm"
+    small = dmap[dmap["inference_budget"] == SLM].sort_values("spec_budget")
+    assert small["method"].iloc[-1] == "slm-is" and "slm-hn" in set(small["method"])
+    assert small["method"].iloc[0] == "slm-generic"
+    tree = explorer.decision_tree(dmap)
+    assert tree.accuracy >= 0.9 and "llm" in tree.text and "slm-is" in tree.text
+    with pytest.raises(LabError, match="no study results"):
+        explorer.decision_map(_points(), set_tokens=999)
+
+
+def test_an_empty_study_says_what_to_do():
+    with pytest.raises(LabError, match="python -m lab study"):
+        explorer.BudgetExplorer(_points().iloc[0:0])

@@ -1,0 +1,243 @@
+"""The study runner (plan, resume, unavailable methods, time estimates) and the findings it feeds.
+
+The runner is exercised with a stand-in method registered on the fly, so these
+tests cost no training; notebooks 07 and 08's tests run the real tiny study.
+"""
+import math
+import sys
+import types
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lab import methods, study
+from lab.errors import LabError
+from lab.findings import FAILS, HOLDS, NOT_MEASURED, compute_findings, table8
+from lab.model import train_config
+from lab.results import ResultStore, cached_run
+
+
+def test_plan_orders_and_prices_the_steps(tiny_corpus):
+    plan = study.make_plan("tiny", domains=["code", "legal"], set_sizes=[2_000, 16_000], fractions=[0.25, 1.0])
+    steps = plan.steps
+    phases = [s.phase for s in steps]
+    assert phases == sorted(phases)  # every pretraining before any specialization
+    assert [s.method for s in steps if s.phase == "pretrain"] == ["slm", "llm", "slm-mix", "slm-hn"]
+    spec = [s for s in steps if s.phase == "specialize"]
+    first_curve = next(i for i, s in enumerate(spec) if s.fraction not in (None, 1.0))
+    assert all(s.fraction in (None, 1.0) for s in spec[:first_curve])  # the largest budget first
+    curves = spec[first_curve:]
+    assert {s.set_tokens for s in curves} == {2_000}  # curves on the smallest set only
+    assert "slm-d" not in {s.method for s in curves} and "slm-nopt" not in {s.method for s in curves}
+    assert {s.set_tokens for s in spec if s.method == "slm-is"} == {2_000}
+    budget = train_config("slm", "tiny").pretrain_flops
+    for s in spec:
+        assert s.flops > 0, s.id
+        if s.method not in ("slm-nopt",):
+            assert math.isclose(s.budget, s.fraction * budget), s.id
+    assert len({s.id for s in steps}) == len(steps)
+    # SLM-is's full budget trains its run; the smaller shares only fine-tune.
+    full, share = (next(s for s in spec if s.method == "slm-is" and s.fraction == f) for f in (1.0, 0.25))
+    assert full.flops > 5 * share.flops
+
+
+def test_plan_rejects_mistakes(tiny_corpus):
+    with pytest.raises(LabError, match="unknown method"):
+        study.make_plan("tiny", ["slm", "gpt5"])
+    with pytest.raises(LabError, match="unknown domain"):
+        study.make_plan("tiny", ["slm"], ["klingon"])
+    with pytest.raises(LabError, match="curve_sets"):
+        study.make_plan("tiny", ["slm"], set_sizes=[2_000], curve_sets=[16_000])
+    with pytest.raises(LabError, match="unknown method option"):
+        study.make_plan("tiny", ["slm"], wings=3)
+    with pytest.raises(LabError, match="fractions"):
+        study.make_plan("tiny", ["slm"], fractions=[0.5])
+
+
+# -- a stand-in method, registered like a module that lands while the study runs --------
+
+CALLS = []
+KILL_AT = []
+
+
+def _fake_specialize(method, domain, set_tokens, scale, *, seed=0, pretrain_flops=None, progress=True, **options):
+    CALLS.append((domain, set_tokens))
+    if (domain, set_tokens) in KILL_AT:
+        raise KeyboardInterrupt
+    key = {"method": method, "scale": scale, "domain": domain, "set_tokens": set_tokens, "seed": seed}
+    ppl = 50.0 + len(domain) - set_tokens / 1000
+    return cached_run(ResultStore.for_scale(scale), key, lambda: {
+        "ppl_before": ppl * 2, "ppl_after": ppl, "pretrain_flops": 0.0, "specialize_flops": 1e9,
+        "inference_flops_per_token": 1e5, "pretrain_tokens": 0, "specialize_tokens": set_tokens, "seconds": 0.01,
+        "device": "cpu", "histogram_entropy": 0.5})
+
+
+@pytest.fixture
+def fake_method(monkeypatch):
+    monkeypatch.setitem(methods.METHODS, "fake", "fake_method_module")
+    monkeypatch.delitem(sys.modules, "lab.methods.fake_method_module", raising=False)
+    CALLS.clear()
+
+    def land(**attrs):
+        module = types.ModuleType("lab.methods.fake_method_module")
+        module.specialize = _fake_specialize
+        for k, v in attrs.items():
+            setattr(module, k, v)
+        monkeypatch.setitem(sys.modules, "lab.methods.fake_method_module", module)
+
+    return land
+
+
+def test_unavailable_method_is_reported_then_picked_up(tiny_corpus, fake_method):
+    lines = []
+    report = study.run_study("tiny", ["fake"], ["code", "legal"], [2_000], curve_sets=[], progress=False,
+                             log=lines.append)
+    assert report.ok and "fake" in report.unavailable and report.done == 0
+    assert any("fake: UNAVAILABLE" in line for line in lines)
+    assert study.load_study("tiny").methods["fake"].startswith("unavailable")
+    assert not CALLS
+
+    fake_method()  # the module lands: the next run of the same command picks it up
+    assert study.load_study("tiny").methods["fake"].startswith("not run")
+    lines.clear()
+    report = study.run_study("tiny", ["fake"], ["code", "legal"], [2_000], curve_sets=[], progress=False,
+                             log=lines.append)
+    assert report.ok and report.done + report.cached == 2 and report.methods["fake"] == "done"
+    assert any("about" in line and "left" in line for line in lines)
+    loaded = study.load_study("tiny")
+    fake = loaded.results[loaded.results["method"] == "fake"]
+    assert set(fake["domain"]) == {"code", "legal"} and (fake["ppl_after"] < fake["ppl_before"]).all()
+
+
+def test_a_killed_study_resumes_where_it_stopped(tiny_corpus, fake_method):
+    fake_method()
+    domains, sets = ["code", "legal", "medicine"], [4_000, 8_000]
+    KILL_AT.append(("medicine", 4_000))  # killed during its third step
+    with pytest.raises(KeyboardInterrupt):
+        study.run_study("tiny", ["fake"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
+    KILL_AT.clear()
+    assert CALLS[-1] == ("medicine", 4_000) and len(CALLS) == 3
+    CALLS.clear()
+    report = study.run_study("tiny", ["fake"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
+    assert report.ok and report.cached == 2 and report.done == 4  # two were stored before the kill
+    manifest = study.read_manifest("tiny")
+    done = [s for s in manifest["steps"].values() if s["method"] == "fake" and s["set_tokens"] in sets]
+    assert len(done) == 6 and all(s["status"] == "done" for s in done)
+
+
+def test_failures_do_not_stop_the_others(tiny_corpus, fake_method, monkeypatch):
+    def broken(method, domain, *args, **kwargs):
+        if method == "fake" and domain == "legal":
+            raise ModuleNotFoundError("No module named 'lab.halfwritten'")
+        return _fake_specialize(method, domain, *args, **kwargs)
+
+    fake_method(specialize=broken)
+    lines = []
+    report = study.run_study("tiny", ["fake"], ["code", "legal", "medicine"], [2_000], progress=False,
+                             log=lines.append)
+    assert report.methods["fake"].startswith("unavailable") and any("UNAVAILABLE" in line for line in lines)
+    assert ("code", 2_000) in CALLS
+
+
+def test_rates_learn_from_measured_steps():
+    rates = study.Rates()
+    pre = study.Step("slm", "pretrain", flops=1e12)
+    ft = study.Step("slm-mix", "specialize", "code", 2_000, 1.0, 1.0, flops=1e10)
+    assert rates.rate("slm/pretrain") == (study.PRIOR_SECONDS_PER_FLOP["slm"], "prior")
+    rates.observe("slm/specialize", 20.0, 1e10)  # a slow machine: 2e-9 s/FLOP
+    assert rates.rate("slm-mix/specialize")[1] == "phase"
+    assert math.isclose(rates.seconds(ft), 20.0)
+    rates.observe("slm-mix/specialize", 5.0, 1e10)
+    assert rates.rate("slm-mix/specialize") == (5e-10, "measured")
+    assert rates.seconds(pre) == pytest.approx(1e12 * study.PRIOR_SECONDS_PER_FLOP["slm"])
+
+
+def test_dry_run_lists_steps_and_time(tiny_corpus):
+    lines = []
+    report = study.run_study("tiny", ["slm", "slm-is"], ["code"], [2_000, 16_000], dry_run=True, log=lines.append)
+    assert report.done == 0
+    text = "\n".join(lines)
+    assert "slm pretraining" in text and "slm-is x 1 domains, set 2,000" in text
+    assert text.splitlines()[-1].startswith("total:") and "FLOPs" in text.splitlines()[-1]
+
+
+# -- findings on synthetic studies ------------------------------------------------------
+
+def _synthetic(mix_gain=(3.0, 1.0), generic=None, with_is=True) -> study.StudyResults:
+    """A study of four domains and two set sizes whose numbers are set by hand."""
+    domains = {"a": 0.2, "b": 0.4, "c": 1.2, "d": 1.5}  # histogram entropy
+    base = {2_000: 60.0, 16_000: 40.0}
+    rows = []
+
+    def add(method, n, ppl_after, ppl_before, pre, spec, inf, fraction=1.0, entropy=None):
+        for dom, h in domains.items():
+            rows.append({"method": method, "domain": dom, "set_tokens": n, "fraction": fraction, "budget": pre,
+                         "ppl_before": ppl_before, "ppl_after": ppl_after(dom), "pretrain_flops": pre,
+                         "specialize_flops": spec, "inference_flops_per_token": inf,
+                         "histogram_entropy": h if entropy else None})
+
+    for i, (n, b) in enumerate(base.items()):
+        add("slm", n, lambda d: b, 100.0, 1e12, 1e10, 1e5)
+        add("slm", n, lambda d: b + 10, 150.0, 2.5e11, 1e10, 1e5, fraction=0.25)
+        add("slm-generic", n, lambda d: 100.0, 100.0, 1e12, 0.0, 1e5)
+        # The mixtures help low-entropy domains only.
+        add("slm-mix", n, lambda d, g=mix_gain[i]: b - 2 * g if domains[d] < 1 else b, 90.0, 1e12, 1e10, 1e5,
+            entropy=True)
+        add("slm-hn", n, lambda d, g=mix_gain[i]: b - 2 * g if domains[d] < 1 else b + 0.1, 95.0, 1e12, 1e10, 1e5,
+            entropy=True)
+        add("llm", n, lambda d: b - 15, 70.0, 1e12, 4e10, 4e5)
+        add("slm-d", n, lambda d: b + 1, 100.0, 2e12, 5e10, 1e5)
+        if with_is and n == 2_000:
+            add("slm-is", n, lambda d: b - 8, 80.0, 0.0, 2e12, 1e5)
+            add("slm-is", n, lambda d: b + 20, 120.0, 0.0, 1.3e11, 1e5, fraction=0.0625)
+    results = pd.DataFrame(rows)
+    generic = generic or {"llm": 50.0, "slm-mix": 60.0, "slm-hn": 65.0, "slm": 70.0}
+    pretrain = pd.DataFrame([{"method": m, "fraction": 1.0, "pretrain_flops": 1e12, "pretrain_tokens": 10**6,
+                              "valid_loss": math.log(p), "generic_ppl": p} for m, p in generic.items()])
+    status = {m: "done" if (results["method"] == m).any() else "unavailable: not written" for m in methods.METHODS}
+    return study.StudyResults("tiny", results, pretrain, status, {})
+
+
+def test_findings_follow_the_numbers():
+    found = {f.number: f for f in compute_findings(_synthetic())}
+    assert found[1].status == HOLDS
+    assert found[3].status == HOLDS and found[3].numbers["generic_ppl"]["llm"] == 50.0
+    assert found[4].status == HOLDS  # gains 6 then 2 points, shrinking
+    assert found[5].status == HOLDS, found[5].detail
+    assert found[6].status == HOLDS
+    assert found[7].status == HOLDS and found[7].numbers["slm-mix"]["spearman"] < 0
+    assert found[8].status == HOLDS, found[8].numbers
+    for f in found.values():
+        assert f.status in (HOLDS, FAILS, NOT_MEASURED) and f.line().startswith(f"{f.number}.")
+
+    flipped = {f.number: f for f in compute_findings(_synthetic(mix_gain=(1.0, 3.0),
+                                                                generic={"llm": 80.0, "slm-mix": 60.0,
+                                                                         "slm-hn": 65.0, "slm": 70.0}))}
+    assert flipped[3].status == FAILS and flipped[4].status == FAILS
+
+
+def test_missing_methods_are_not_measured():
+    s = _synthetic(with_is=False)
+    found = {f.number: f for f in compute_findings(s)}
+    assert found[5].status == NOT_MEASURED and found[5].missing == ["slm-is"]
+    assert found[8].status == NOT_MEASURED
+    s.results = s.results[s.results["method"] != "slm-hn"]
+    s.pretrain = s.pretrain[s.pretrain["method"] != "slm-hn"]
+    found = {f.number: f for f in compute_findings(s)}
+    assert found[3].status == NOT_MEASURED and "slm-hn" in found[3].missing
+    assert found[4].status == NOT_MEASURED
+    assert found[7].status == HOLDS  # the mixture alone is enough to test it
+
+
+def test_macro_points_and_table8():
+    s = _synthetic()
+    points = study.macro_points(s.results)
+    slm = points[(points.method == "slm") & (points.set_tokens == 2_000)].sort_values("pretrain_flops")
+    assert slm["ppl_after"].tolist() == pytest.approx([70.0, 60.0])
+    mix = points[(points.method == "slm-mix") & (points.set_tokens == 2_000)].iloc[0]
+    assert mix["ppl_after"] == pytest.approx(math.exp(np.mean(np.log([54, 54, 60, 60]))))
+    t8 = table8(points)
+    assert t8.loc[(2_000, "slm")].tolist() == pytest.approx([70.0, 60.0])
+    assert t8.loc[(2_000, "slm-is")].tolist() == pytest.approx([52.0, 52.0])  # flat: no pretraining
+    assert math.isnan(t8.loc[(2_000, "slm-d")].iloc[0])  # its pretraining includes the teacher's
