@@ -55,7 +55,9 @@ class _SourceUnavailable(Exception):
 
 
 @pytest.fixture
-def fake_sources(monkeypatch):
+def fake_sources(monkeypatch, tmp_path):
+    # Its own data folder: the session's holds the real tiny corpus other tests share.
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
     if not hasattr(lab.sources, "SourceUnavailable"):
         monkeypatch.setattr(lab.sources, "SourceUnavailable", _SourceUnavailable, raising=False)
     sources = {n: FakeSource(n) for n in TOPICS}
