@@ -25,7 +25,8 @@ def test_rows_round_trip_with_extra_fields(tmp_path):
     assert row["code_version"] == code_version()
 
 
-def test_scale_store_lives_in_the_scale_folder():
+def test_scale_store_lives_in_the_scale_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("LAB_DATA", str(tmp_path))
     ResultStore.for_scale("tiny").add(method="llm", scale="tiny")
     assert list(load_results("tiny")["method"]) == ["llm"]
 
@@ -55,7 +56,8 @@ def test_cached_run_reuses_a_stored_result(tmp_path):
     key = {"method": "slm", "scale": "tiny", "domain": "legal", "seed": 0, "lr": 1e-3}
     first = cached_run(store, key, run, data_hash="abc")
     second = cached_run(store, dict(reversed(key.items())), run, data_hash="abc")
-    assert len(calls) == 1 and first == second
+    assert len(calls) == 1 and second["cached"] and not first["cached"]
+    assert {**second, "cached": False} == first
     assert first["domain"] == "legal" and first["extra"] == {"steps": 40}
     assert first["config_hash"] == stable_hash(key) and first["data_hash"] == "abc"
     cached_run(store, key, run, data_hash="other data")
