@@ -1,0 +1,316 @@
+"""SLM-is: a small model trained from scratch, per domain, on generic text resampled to look like it.
+
+Recipe (the paper's section 3.3):
+
+1. describe the domain's training set by its cluster histogram at k clusters
+   of the generic windows (`lab.cluster`);
+2. draw generic windows with probability p_domain(c) / p_generic(c), c the
+   window's cluster (`lab.importance`), so the clusters of what the model
+   reads follow the domain's while the text stays plentiful;
+3. train an SLM from scratch on that stream for `spec_flops`
+   (default: the SLM's own pretraining budget, as in the paper);
+4. fine-tune it on the domain set like every other method.
+
+Nothing is shared between domains, so *all* of it is specialization cost:
+a row has `pretrain_flops` 0 and `specialize_flops` = resampled training +
+fine-tuning. One resampled run writes a checkpoint at each share of its budget
+(`TrainConfig.checkpoint_fractions`, the cooldown branches of `lab.train`), so
+a curve over specialization budgets costs one run per domain (`curve`).
+
+`weights="top"` puts all the weight on the domain's most frequent cluster
+instead: the model then reads only that cluster, like one expert of a mixture
+(the paper's Figure 8 compares the two).
+
+Choice of k. The paper used k=1024. Here `DEFAULT_K` is 16 at `default`
+(4 at `tiny`, whose corpus is small; 1024 at `paper`). A finer k follows the
+domain more closely but concentrates the draw on fewer generic windows:
+`effective_windows` (Kish's effective sample size) is 2-29k windows at k=16
+and 1-25k at k=256 against the 140k windows a full SLM budget draws, and an
+8k-token set (62 windows) leaves most of 64 or 256 clusters empty. Measured
+at `default` (64k-token sets, an eighth of the SLM budget, test perplexity
+after fine-tuning): medicine 96 / 65 / 84 / 85 and legal 108 / 65 / 68 / 67 at
+k = 4 / 16 / 64 / 256. `k_ablation` repeats it (notebook 03).
+
+Edge cases. A domain set of fewer windows than k gives a histogram that is
+mostly sampling noise: it is used as it is, with `lab.cluster`'s warning, and
+the row says `sparse`. Domain clusters that no generic window falls in are
+dropped and the rest renormalised (`uncovered_share` in the row; a warning).
+Clusters the generic corpus barely holds get large weights, and their few
+windows are drawn again and again: the row's `effective_epochs` says how many
+times the run read each effective window, with a warning above
+`REPEAT_WARNING`.
+A set shorter than one window raises a LabError. SLM-is has no pretraining,
+so `pretrain_flops` (which picks a pretraining checkpoint for other methods)
+is ignored.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .. import costs
+from ..cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
+from ..corpus import GENERIC, Domain, load_corpus
+from ..device import device_name, pick_device
+from ..errors import LabError
+from ..evaluate import evaluate
+from ..finetune import finetune, finetune_config
+from ..importance import ImportanceWeights, importance_weights
+from ..model import model_config, train_config
+from ..paths import scale_dir
+from ..results import ResultStore, cached_run, data_hash, stable_hash
+from ..runs import file_hash
+from ..tokens import BatchSampler, window_starts
+from ..train import budget_steps, checkpoint_name, load_model, pretrain, read_meta
+from .common import checkpoint_rows, domain_data
+
+WEIGHTS = ("histogram", "top")
+DEFAULT_K = {"tiny": 4, "default": 16, "paper": 1024}
+"""Clusters behind the weights when `k` is not given (see the module notes)."""
+REPEAT_WARNING = 10
+"""Warn when a run would read each effective window more times than this."""
+
+
+@dataclass
+class Resampling:
+    """What an SLM-is run reads: generic windows and the probability of drawing each."""
+    domain: str
+    set_tokens: int
+    k: int
+    weights: str
+    histogram: np.ndarray
+    """The domain set's cluster histogram at k."""
+    importance: ImportanceWeights
+    starts: np.ndarray
+    """Offsets of the generic windows that can be drawn (probability > 0)."""
+    probabilities: np.ndarray
+    generic: np.ndarray
+    context: int
+    clustering_key: dict
+
+    @property
+    def top_cluster(self) -> int:
+        return int(np.argmax(self.histogram))
+
+    @property
+    def sparse(self) -> bool:
+        """Fewer domain windows than clusters: the histogram is mostly sampling noise."""
+        return len(window_starts(self.set_tokens, self.context)) < self.k
+
+    def sampler(self, batch_size: int, seed: int) -> BatchSampler:
+        return BatchSampler(self.generic, batch_size, self.context, seed, starts=self.starts,
+                            weights=self.probabilities)
+
+    def summary(self) -> dict:
+        """The row fields that describe the resampled stream."""
+        iw = self.importance
+        return {"k": self.k, "weights": self.weights, "top_cluster": self.top_cluster,
+                "top_share": float(self.histogram.max()), "domain_entropy_nats": entropy(self.histogram),
+                "effective_windows": iw.effective_windows, "drawable_windows": int(len(self.starts)),
+                "uncovered_share": iw.uncovered_share, "sparse": self.sparse}
+
+
+def default_k(scale: str) -> int:
+    return DEFAULT_K.get(scale, DEFAULT_K["paper"])
+
+
+def clustering_for(corpus, k: int) -> Clustering:
+    """The corpus's clusters at k; the scale's other k are asked for too, so one cache serves all."""
+    return cluster_corpus(corpus, ks=sorted(set(default_ks(corpus.scale.name)) | {k})).subset([k])
+
+
+def resampling(domain: str, set_tokens: int, scale: str, *, k: int | None = None,
+               weights: str = "histogram") -> Resampling:
+    """The importance-sampled generic stream for a domain's training set of `set_tokens` tokens."""
+    if weights not in WEIGHTS:
+        raise LabError(f"unknown SLM-is weights {weights!r}: choose 'histogram' (the domain's cluster "
+                       "histogram) or 'top' (its most frequent cluster only)")
+    k = default_k(scale) if k is None else int(k)
+    corpus = load_corpus(scale)
+    dom, train = domain_data(domain, set_tokens, scale)
+    clustering = clustering_for(corpus, k)
+    hist = clustering.histogram(train, corpus_decode(corpus), k, name=dom.name)
+    target = hist if weights == "histogram" else np.eye(k)[int(np.argmax(hist))]
+    iw = importance_weights(clustering.generic_ids[k], target)
+    if iw.uncovered_share > 0:
+        warnings.warn(f"{dom.name}: {iw.uncovered_share:.1%} of its windows lie in clusters "
+                      f"{iw.uncovered.tolist()} that hold no generic window; that mass is dropped and the rest "
+                      "renormalised", stacklevel=2)
+    generic = corpus.tokens(GENERIC, "train")
+    drawable = iw.probabilities > 0
+    return Resampling(domain=dom.name, set_tokens=len(train), k=k, weights=weights, histogram=hist,
+                      importance=iw, starts=window_starts(len(generic), corpus.scale.context)[drawable],
+                      probabilities=iw.probabilities[drawable], generic=generic, context=corpus.scale.context,
+                      clustering_key=clustering.key)
+
+
+def run_dir(rs: Resampling, scale: str, seed: int) -> Path:
+    """Checkpoint folder of one resampled run: named by the domain, set, k and weights, and keyed by
+    everything that decides its batches and weights (so two domains never share a run)."""
+    cfg, tc = model_config("slm", scale), replace(train_config("slm", scale), seed=seed)
+    key = stable_hash({"model": asdict(cfg), "train": tc.run_fields(), "generic": rs.clustering_key,
+                       "draw": data_hash(rs.starts, rs.probabilities)})
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.domain)
+    return scale_dir(scale) / "checkpoints" / f"slm-is-{name}-{rs.set_tokens}-k{rs.k}-{rs.weights}-{key[:10]}"
+
+
+def spec_budgets(scale: str, spec_flops: float | None) -> list[float]:
+    """The run's checkpoint budgets: the SLM's checkpoint fractions of `spec_flops`
+    (default: the SLM's pretraining budget)."""
+    tc = train_config("slm", scale)
+    spec_flops = tc.pretrain_flops if spec_flops is None else float(spec_flops)
+    if not spec_flops > 0:
+        raise LabError(f"spec_flops must be a positive number of FLOPs, got {spec_flops}")
+    return [f * spec_flops for f in tc.checkpoint_fractions]
+
+
+def train(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None, k: int | None = None,
+          weights: str = "histogram", seed: int = 0, progress: bool = True, callbacks=None) -> list[dict]:
+    """Train the SLM from scratch on the resampled stream, with a checkpoint at each share of
+    `spec_flops`; one row per checkpoint (checkpoint, pretrain_flops and pretrain_tokens of
+    *this* run, valid_loss on the domain's validation set, seconds). Cached: checkpoints
+    already written are reused, and larger budgets continue the same run. `callbacks` are
+    the trainer's (`lab.train.Trainer.add_callback`)."""
+    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    dom, _ = domain_data(domain, set_tokens, scale)
+    return _train(rs, dom, scale, spec_budgets(scale, spec_flops), seed, progress, callbacks)
+
+
+def _train(rs: Resampling, dom: Domain, scale: str, budgets: list[float], seed: int, progress: bool,
+           callbacks=None) -> list[dict]:
+    # The live loss is the domain's validation loss: what the resampling aims at.
+    cfg, tc = model_config("slm", scale), replace(train_config("slm", scale), seed=seed)
+    out = run_dir(rs, scale, seed)
+    if any(not (out / checkpoint_name(step) / "meta.json").exists() for step in budget_steps(cfg, tc, flops=budgets)):
+        check_repeats(rs, max(budgets), scale)  # said before training, not on every cached call
+    paths = pretrain(cfg, tc, rs.generic, out, budget_flops=budgets, valid=dom.validation,
+                     sampler_factory=lambda: rs.sampler(tc.batch_size, seed), callbacks=callbacks,
+                     progress=progress)
+    return checkpoint_rows(paths)
+
+
+def check_repeats(rs: Resampling, flops: float, scale: str) -> float:
+    """How many times a run of `flops` reads each effective window of the stream; warns above `REPEAT_WARNING`."""
+    epochs = flops / costs.train_flops_per_token(model_config("slm", scale)) / (
+        rs.importance.effective_windows * rs.context)
+    if epochs > REPEAT_WARNING:
+        warnings.warn(f"{rs.domain}: the resampled stream at k={rs.k} is worth about "
+                      f"{rs.importance.effective_windows:,.0f} distinct windows, and {flops:.3g} FLOPs read each "
+                      f"about {epochs:.0f} times; a smaller k spreads the draw over more windows", stacklevel=3)
+    return epochs
+
+
+def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
+               pretrain_flops: float | None = None, progress: bool = True, k: int | None = None,
+               spec_flops: float | None = None, weights: str = "histogram") -> dict:
+    """SLM-is on one domain: train on the resampled generic stream for `spec_flops`, then
+    fine-tune. `pretrain_flops` is ignored (SLM-is has no pretraining)."""
+    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    dom, train_set = domain_data(domain, set_tokens, scale)
+    budgets = spec_budgets(scale, spec_flops)
+    # A checkpoint at this budget may already exist (a curve wrote it): no need to plan the others.
+    path = run_dir(rs, scale, seed) / checkpoint_name(
+        budget_steps(model_config("slm", scale), train_config("slm", scale), flops=[budgets[-1]])[0])
+    if not (path / "meta.json").exists():
+        path = Path(_train(rs, dom, scale, budgets, seed, progress)[-1]["checkpoint"])
+    return _finetune(path, rs, dom, train_set, scale, seed, progress)
+
+
+def curve(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None, k: int | None = None,
+          weights: str = "histogram", seed: int = 0, progress: bool = True) -> list[dict]:
+    """SLM-is rows at every checkpoint of one resampled run (shares of `spec_flops`): the
+    specialization-budget curve for one domain and set size, for the cost of one run."""
+    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    dom, train_set = domain_data(domain, set_tokens, scale)
+    rows = _train(rs, dom, scale, spec_budgets(scale, spec_flops), seed, progress)
+    return [_finetune(Path(r["checkpoint"]), rs, dom, train_set, scale, seed, progress) for r in rows]
+
+
+def _finetune(checkpoint: Path, rs: Resampling, dom: Domain, train_set: np.ndarray, scale: str, seed: int,
+              progress: bool) -> dict:
+    """Fine-tune one checkpoint of a resampled run and store the row, every FLOP counted as specialization.
+
+    (`lab.runs.specialize_run` books the checkpoint's FLOPs as pretraining, shared
+    by every domain; here they are this domain's alone.)"""
+    meta = read_meta(checkpoint)
+    ft = finetune_config("slm", scale, len(train_set), seed=seed)
+    key = {"method": "slm-is", "scale": scale, "domain": dom.name, "set_tokens": len(train_set), "seed": seed,
+           "k": rs.k, "weights": rs.weights, "checkpoint": file_hash(checkpoint / "model.safetensors"),
+           "finetune": asdict(ft)}
+
+    def run() -> dict:
+        device = pick_device()
+        model = load_model(checkpoint, device)
+        before = evaluate(model, dom.test)
+        model, record = finetune(model, train_set, dom.validation, ft, device=device, progress=progress)
+        after = evaluate(model, dom.test)
+        return {
+            **record.to_dict(), "finetune_seconds": record.seconds, "finetune_flops": record.flops_to_best,
+            "pretrain_tokens": 0, "pretrain_flops": 0.0,
+            "specialize_tokens": meta["tokens"] + record.tokens_to_best,
+            "specialize_flops": meta["flops"] + record.flops_to_best,
+            "inference_flops_per_token": costs.inference_flops_per_token(model),
+            "seconds": meta["seconds"] + record.seconds, "ppl_before": before.ppl, "ppl_after": after.ppl,
+            "device": device_name(device), "checkpoint_path": str(checkpoint),
+            "is_flops": meta["flops"], "is_tokens": meta["tokens"], "is_seconds": meta["seconds"],
+            "is_valid_loss": meta.get("valid_loss"),
+            "effective_epochs": meta["tokens"] / max(rs.importance.effective_windows * rs.context, 1.0),
+            **rs.summary(),
+        }
+
+    return cached_run(ResultStore.for_scale(scale), key, run,
+                      data_hash=data_hash(train_set, dom.validation, dom.test))
+
+
+# ---------------------------------------------------------------- tables for notebook 03
+
+FIELDS = ("k", "weights", "is_flops", "is_tokens", "finetune_flops", "is_valid_loss", "effective_windows",
+          "effective_epochs", "top_cluster", "top_share", "uncovered_share", "sparse")
+"""SLM-is's own fields, next to the reported ones, in the tables below."""
+
+
+def flat(row: dict) -> dict:
+    """A result row as a table row: the reported fields, and SLM-is's own where it has them."""
+    from . import report
+
+    extra = row.get("extra") or {}
+    return {**report(row), **{f: extra[f] for f in FIELDS if f in extra}}
+
+
+def budget_curves(domains: list[str], set_sizes: list[int], scale: str, *, spec_flops: float | None = None,
+                  k: int | None = None, weights: str = "histogram", seed: int = 0) -> pd.DataFrame:
+    """SLM-is at every checkpoint share of `spec_flops`, per domain and set size (one run each)."""
+    jobs = [(d, n) for d in domains for n in set_sizes]
+    rows = [flat(r) for d, n in tqdm(jobs, desc=f"slm-is ({weights})")
+            for r in curve(d, n, scale, spec_flops=spec_flops, k=k, weights=weights, seed=seed, progress=False)]
+    return pd.DataFrame(rows)
+
+
+def reference(domains: list[str], set_sizes: list[int], scale: str, *, seed: int = 0) -> pd.DataFrame:
+    """The SLM pretrained on the generic corpus (its full budget, shared by every domain) and
+    fine-tuned on each set: what SLM-is is measured against."""
+    from . import specialize as specialize_method
+
+    jobs = [(d, n) for d in domains for n in set_sizes]
+    return pd.DataFrame([flat(specialize_method("slm", d, n, scale, seed=seed, progress=False))
+                         for d, n in tqdm(jobs, desc="slm")])
+
+
+def k_ablation(domains: list[str], set_sizes: list[int], scale: str, *, ks: list[int],
+               spec_flops: float | None = None, seed: int = 0) -> pd.DataFrame:
+    """SLM-is at one specialization budget for each number of clusters k (the paper's Figure 10)."""
+    jobs = [(d, n, k) for d in domains for n in set_sizes for k in ks]
+    return pd.DataFrame([flat(specialize("slm-is", d, n, scale, seed=seed, k=k, spec_flops=spec_flops,
+                                         progress=False)) for d, n, k in tqdm(jobs, desc="slm-is k")])
+
+
+def by_setting(frame: pd.DataFrame, value: str) -> dict[str, list]:
+    """One column's values per "domain/set size", in budget order (for metrics files)."""
+    return {f"{d}/{n}": g.sort_values("is_flops")[value].tolist()
+            for (d, n), g in frame.groupby(["domain", "set_tokens"])}

@@ -1,0 +1,107 @@
+"""Figures of importance sampling (SLM-is) against the pretrained SLM (notebook 03)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+
+
+def _grid(frame: pd.DataFrame, width: float = 4.6, height: float = 3.6):
+    domains = list(dict.fromkeys(frame["domain"]))
+    sizes = sorted(frame["set_tokens"].unique())
+    fig, axes = plt.subplots(len(domains), len(sizes), figsize=(width * len(sizes), height * len(domains)),
+                             squeeze=False)
+    return fig, axes, domains, sizes
+
+
+def _reference(ax, reference: pd.DataFrame, domain: str, n: int, label: bool) -> None:
+    """The pretrained-then-fine-tuned SLM: a flat line (its pretraining is shared, not paid per domain)
+    and, dotted, the pretraining FLOPs it shares."""
+    ref = reference[(reference["domain"] == domain) & (reference["set_tokens"] == n)]
+    if ref.empty:
+        return
+    r = ref.iloc[0]
+    ax.axhline(r["ppl_after"], color="black", linestyle="--", linewidth=1.2,
+               label="SLM, pretrained and fine-tuned" if label else None)
+    ax.axvline(r["pretrain_flops"], color="grey", linestyle=":", linewidth=1,
+               label="SLM pretraining FLOPs (shared)" if label else None)
+
+
+def budget_curves(curves: pd.DataFrame, reference: pd.DataFrame):
+    """Domain test perplexity of SLM-is against its specialization FLOPs, one panel per domain and
+    set size: after fine-tuning (solid) and before it (faint: the resampled model alone, at the
+    FLOPs of its resampled training)."""
+    fig, axes, domains, sizes = _grid(curves)
+    for i, domain in enumerate(domains):
+        for j, n in enumerate(sizes):
+            ax = axes[i, j]
+            c = curves[(curves["domain"] == domain) & (curves["set_tokens"] == n)].sort_values("is_flops")
+            first = i == 0 and j == 0
+            ax.plot(c["specialize_flops"], c["ppl_after"], marker="o", color="tab:red",
+                    label="SLM-is, fine-tuned" if first else None)
+            ax.plot(c["is_flops"], c["ppl_before"], marker=".", color="tab:red", alpha=0.35,
+                    label="SLM-is before fine-tuning" if first else None)
+            _reference(ax, reference, domain, n, first)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
+            ax.set_xlabel("specialization FLOPs per domain")
+            ax.set_ylabel("domain test perplexity")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def k_ablation(ablation: pd.DataFrame, reference: pd.DataFrame | None = None):
+    """SLM-is after fine-tuning against the number of clusters behind its weights (left), and how
+    many distinct generic windows the resampled stream is worth (right)."""
+    df = ablation.assign(setting=[f"{d}, {n:,} tokens" for d, n in zip(ablation["domain"], ablation["set_tokens"])])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    sns.lineplot(data=df, x="k", y="ppl_after", hue="setting", marker="o", ax=axes[0])
+    if reference is not None:
+        palette = dict(zip(df["setting"].unique(), sns.color_palette()))
+        for r in reference.itertuples():
+            setting = f"{r.domain}, {r.set_tokens:,} tokens"
+            if setting in palette:
+                axes[0].axhline(r.ppl_after, color=palette[setting], linestyle="--", linewidth=1)
+        axes[0].plot([], [], color="grey", linestyle="--", label="SLM, pretrained and fine-tuned")
+        axes[0].legend(fontsize=8)
+    axes[0].set_ylabel("test perplexity after fine-tuning")
+    axes[0].set_title(f"SLM-is at {df['is_flops'].max():.2g} FLOPs of resampled training")
+    sns.lineplot(data=df, x="k", y="effective_windows", hue="setting", marker="o", ax=axes[1], legend=False)
+    read = float((df["effective_epochs"] * df["effective_windows"]).max())  # windows the run draws
+    axes[1].axhline(read, color="grey", linestyle=":", linewidth=1)
+    axes[1].annotate("windows the run draws", (df["k"].min(), read), fontsize=8, color="grey", va="bottom")
+    axes[1].set_yscale("log")
+    axes[1].set_ylabel("effective distinct windows (Kish)")
+    axes[1].set_title("What the resampled stream is worth")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(df["k"].unique()), [str(k) for k in sorted(df["k"].unique())])
+        ax.set_xlabel("clusters k behind the importance weights")
+    fig.tight_layout()
+    return fig
+
+
+def top_vs_histogram(curves: pd.DataFrame, reference: pd.DataFrame):
+    """SLM-is (weights from the whole histogram) against one expert trained on the domain's top
+    cluster only, by specialization FLOPs (the paper's Figure 8)."""
+    fig, axes, domains, sizes = _grid(curves)
+    colours = {"histogram": "tab:red", "top": "tab:blue"}
+    labels = {"histogram": "SLM-is (domain histogram)", "top": "top cluster only"}
+    for i, domain in enumerate(domains):
+        for j, n in enumerate(sizes):
+            ax = axes[i, j]
+            first = i == 0 and j == 0
+            for weights, c in curves[(curves["domain"] == domain) & (curves["set_tokens"] == n)].groupby("weights"):
+                c = c.sort_values("is_flops")
+                ax.plot(c["specialize_flops"], c["ppl_after"], marker="o", color=colours.get(weights),
+                        label=labels.get(weights, weights) if first else None)
+            _reference(ax, reference, domain, n, first)
+            ax.set_xscale("log")
+            ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
+            ax.set_xlabel("specialization FLOPs per domain")
+            ax.set_ylabel("test perplexity after fine-tuning")
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

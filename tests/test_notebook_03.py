@@ -1,0 +1,31 @@
+"""Notebook 03 (importance sampling) runs at the tiny scale and writes sane metrics."""
+import json
+import math
+
+from lab.notebooks import run_notebooks
+
+
+def test_notebook_03_importance_sampling(tiny_corpus, tmp_path):
+    n = tiny_corpus.scale.set_tokens[1]
+    run_notebooks("tiny", tmp_path, ["03"], cell_timeout=600,
+                  parameters={"domains": "medicine", "set_sizes": str(n), "spec_share": 0.03, "k": 16,
+                              "ablation_ks": "4,16", "ablation_set": 0})
+    m = json.loads((tmp_path / "03_importance_sampling.json").read_text())
+    curves = m["curves"]
+    assert set(curves["ppl_after"]) == {f"medicine/{n}"} == set(m["reference"])
+    for setting, after in curves["ppl_after"].items():
+        before, spec, is_flops = (curves[key][setting] for key in ("ppl_before", "specialize_flops", "is_flops"))
+        assert len(after) == 5 and all(math.isfinite(p) and p > 1 for p in after + before)
+        assert all(f == 0 for f in curves["pretrain_flops"][setting])
+        # Budgets grow, every one paid as specialization, and the largest is the one asked for.
+        assert is_flops == sorted(is_flops) and all(s > i for s, i in zip(spec, is_flops))
+        assert math.isclose(is_flops[-1], m["spec_flops"], rel_tol=0.02)
+        # More resampled training makes a better model before fine-tuning; fine-tuning helps more still.
+        assert before[-1] < before[0] and after[0] < before[0]
+    assert m["spec_flops"] < m["slm_pretrain_flops"]
+    assert set(m["k_ablation"][f"medicine/{n}"]) == {"4", "16"}
+    top = m["top_vs_histogram"]
+    assert set(top) == {"histogram", "top"} and all(len(v[f"medicine/{n}"]) == 5 for v in top.values())
+    assert 0 < m["top_share"][f"medicine/{n}"] <= 1
+    for fig in ("03_budget_curves.png", "03_k_ablation.png", "03_top_vs_histogram.png"):
+        assert (tmp_path / fig).stat().st_size > 1000
