@@ -39,7 +39,7 @@ def cmd_data_fetch(args) -> int:
 
 def _method_options(args) -> dict:
     """Method-specific flags the user set (the others keep each method's default)."""
-    names = ("experts", "selection", "k", "alpha", "temperature", "instantiate", "spec_flops")
+    names = ("experts", "selection", "k", "alpha", "temperature", "instantiate", "spec_flops", "teacher_flops")
     return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
@@ -165,6 +165,8 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                                                     "generic corpus (FLOPs)")
     p.add_argument("--alpha", type=float, help="slm-d: weight of the teacher term in the loss")
     p.add_argument("--temperature", type=float, help="slm-d: temperature of the teacher's distribution")
+    p.add_argument("--teacher-flops", type=float, help="slm-d: the LLM teacher checkpoint nearest this pretraining "
+                                                       "budget (FLOPs; default: the largest)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -187,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .methods import METHODS
 
     p = sub.add_parser("pretrain", help="pretrain a method's generic model, with checkpoints at each budget")
-    p.add_argument("--method", required=True, choices=[m for m in METHODS if m in ("slm", "llm", "slm-mix", "slm-hn")])
+    p.add_argument("--method", required=True, choices=[m for m in METHODS if m in ("slm", "llm", "slm-d", "slm-mix", "slm-hn")])
     _add_common(p)
     p.set_defaults(fn=cmd_pretrain)
 

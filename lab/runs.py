@@ -5,6 +5,8 @@ folder named by the model, training config and data hashes, so asking again
 reuses them and asking for larger budgets continues the same run.
 `specialize_run` fine-tunes a checkpoint on one domain and stores the result
 row; the same checkpoint, data and recipe return the stored row without training.
+Asked to keep the fine-tuned weights (distillation needs its teacher's), it also
+writes them under `<scale dir>/checkpoints/finetuned/`, named by the run's cache key.
 """
 from __future__ import annotations
 
@@ -15,12 +17,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from safetensors.torch import save_model as save_safetensors
 
-from . import costs
+from . import atomic, costs
 from .device import device_name, pick_device
 from .evaluate import evaluate
 from .finetune import FinetuneConfig, finetune, finetune_config
-from .model import GPTConfig, TrainConfig, model_config, train_config
+from .model import GPT, GPTConfig, TrainConfig, model_config, train_config
 from .paths import scale_dir
 from .results import ResultStore, cached_run, data_hash, stable_hash
 from .train import load_model, pretrain, read_meta
@@ -62,17 +65,26 @@ def pretrain_run(kind: str, scale: str, tokens: np.ndarray, *, valid: np.ndarray
 def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, train: np.ndarray,
                    valid: np.ndarray, test: np.ndarray, *, method: str | None = None, seed: int = 0,
                    config: FinetuneConfig | None = None, store: ResultStore | None = None,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, keep_weights: bool = False) -> dict:
     """Fine-tune a checkpoint on one domain (`train` is its in-domain set, `valid` drives early
     stopping) and score the domain's `test` stream before and after. Returns the result row:
     `seconds` and `specialize_flops` are the fine-tuning's (FLOPs up to the kept weights),
-    the full `FinetuneRecord` is in `extra`."""
+    the full `FinetuneRecord` is in `extra`.
+
+    `keep_weights` also saves the fine-tuned model as a checkpoint folder that
+    `lab.train.load_model` reads, returned as the row's `finetuned_path`. The
+    weights are not part of the key: a stored row whose folder is missing (it ran
+    without `keep_weights`) fine-tunes again from the same seed to write them,
+    and keeps its stored row."""
     checkpoint = Path(checkpoint)
     meta = read_meta(checkpoint)
     config = config or finetune_config(kind, scale, len(train), seed=seed)
     store = store or ResultStore.for_scale(scale)
     key = {"method": method or kind, "scale": scale, "domain": domain, "set_tokens": len(train), "seed": seed,
            "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": asdict(config)}
+    hashed = data_hash(train, valid, test)
+    cache_key = stable_hash([stable_hash(key), hashed])  # as `cached_run` names the row
+    kept = scale_dir(scale) / "checkpoints" / "finetuned" / f"{method or kind}-{cache_key}"
 
     def run() -> dict:
         device = pick_device()
@@ -80,6 +92,9 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
         before = evaluate(model, test)
         model, record = finetune(model, train, valid, config, device=device, progress=progress)
         after = evaluate(model, test)
+        if keep_weights:
+            _save_finetuned(model, kept, {"base_checkpoint": str(checkpoint), "domain": domain, "seed": seed,
+                                          "set_tokens": len(train), "finetune": record.to_dict()})
         return {
             "pretrain_tokens": meta["tokens"], "pretrain_flops": meta["flops"],
             "specialize_tokens": record.tokens_to_best, "specialize_flops": record.flops_to_best,
@@ -89,7 +104,20 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
             **record.to_dict(),
         }
 
-    return cached_run(store, key, run, data_hash=data_hash(train, valid, test))
+    if not keep_weights:
+        return cached_run(store, key, run, data_hash=hashed)
+    if (kept / "meta.json").exists():
+        row = cached_run(store, key, run, data_hash=hashed)
+    else:
+        fresh = run()
+        row = cached_run(store, key, lambda: fresh, data_hash=hashed)
+    return {**row, "finetuned_path": str(kept)}
+
+
+def _save_finetuned(model: GPT, path: Path, meta: dict) -> None:
+    with atomic.atomic_dir(path) as tmp:
+        save_safetensors(model, str(tmp / "model.safetensors"))
+        atomic.write_json(tmp / "meta.json", {"model_config": asdict(model.config), **meta})
 
 
 def _ppl(loss: float | None) -> float | None:

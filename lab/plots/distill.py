@@ -1,0 +1,90 @@
+"""Figures of distillation (notebook 06): the paper's Figure 5 and the teacher-budget sweep.
+
+Both take `lab.distill.macro(...)`: one row per method, set size and budgets,
+perplexities averaged over domains.
+"""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import FormatStrFormatter, NullFormatter
+
+LABELS = {"slm": "SLM", "llm": "LLM (reference: 4x the inference cost)", "slm-d": "SLM-d (teacher: largest LLM)",
+          "slm-d-teacher": "SLM-d (student: largest SLM, teacher varies)", "slm-mix": "SLM-mix", "slm-hn": "SLM-hn"}
+# One colour per series in every panel, whichever series a panel leaves out.
+COLORS = dict(zip(["slm", "slm-d", "slm-d-teacher", "llm", "slm-mix", "slm-hn"], sns.color_palette("tab10")))
+DASHED = {"llm"}
+
+
+def _log_axes(ax) -> None:
+    """Log axes; perplexities written out in full, FLOPs only at powers of ten."""
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%.0f"))
+    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.0f"))
+
+
+def _curves(summary: pd.DataFrame) -> pd.DataFrame:
+    """Series to draw: SLM-d appears twice, once per sweep."""
+    plain = summary[summary.method != "slm-d"].assign(series=lambda d: d.method)
+    students = summary[(summary.method == "slm-d") & summary.student_sweep].assign(series="slm-d")
+    teachers = summary[(summary.method == "slm-d") & summary.teacher_sweep].assign(series="slm-d-teacher")
+    return pd.concat([plain, students, teachers], ignore_index=True)
+
+
+def _draw(ax, curves: pd.DataFrame, x: str) -> None:
+    for series, g in curves.groupby("series", sort=False):
+        g = g.sort_values(x)
+        ax.plot(g[x], g["ppl_after"], marker="o", ls="--" if series in DASHED else "-",
+                color=COLORS.get(series), label=LABELS.get(series, series))
+    _log_axes(ax)
+    ax.set_ylabel("test perplexity after fine-tuning")
+
+
+def figure5(summary: pd.DataFrame):
+    """Left: against the student's pretraining cost (the teacher is free). Right: against all
+    pretraining, the teacher's included. One row of panels per in-domain set size."""
+    curves = _curves(summary)
+    sizes = sorted(curves["set_tokens"].unique())
+    fig, axes = plt.subplots(len(sizes), 2, figsize=(13, 4.5 * len(sizes)), squeeze=False, sharey="row")
+    for (left, right), n in zip(axes, sizes):
+        at = curves[curves.set_tokens == n]
+        _draw(left, at[at.series != "slm-d-teacher"], "student_flops")
+        left.set_xlabel("pretraining FLOPs of the deployed model (SLM-d: student)")
+        left.set_title(f"{n:,}-token domain set: teacher not counted")
+        _draw(right, at, "pretrain_flops")
+        right.set_xlabel("all pretraining FLOPs (SLM-d: teacher + student)")
+        right.set_ylabel("")
+        right.set_title(f"{n:,}-token domain set: teacher counted")
+    handles, labels = axes[0, 1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.suptitle("Distillation against the SLM (macro-average over domains)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    return fig
+
+
+def teacher_budget(summary: pd.DataFrame):
+    """SLM-d from the largest SLM against its teacher's pretraining cost, with the teacher
+    itself (the fine-tuned LLM) and the SLM it must beat (dashed line)."""
+    sizes = sorted(summary["set_tokens"].unique())
+    fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
+    for ax, n in zip(axes[0], sizes):
+        at = summary[summary.set_tokens == n]
+        distilled = at[(at.method == "slm-d") & at.teacher_sweep].sort_values("teacher_flops")
+        teacher = at[at.method == "llm"].sort_values("student_flops")
+        slm = at[at.method == "slm"].sort_values("student_flops").iloc[-1]
+        ax.plot(distilled["teacher_flops"], distilled["ppl_after"], marker="o", color=COLORS["slm-d-teacher"],
+                label="SLM-d (student: largest SLM)")
+        ax.plot(teacher["student_flops"], teacher["ppl_after"], marker="s", ls="--", color=COLORS["llm"],
+                label="its teacher: the LLM fine-tuned")
+        ax.axhline(slm["ppl_after"], color=COLORS["slm"], ls=":", lw=1.5, label="SLM (largest), fine-tuned")
+        _log_axes(ax)
+        ax.set_xlabel("teacher pretraining FLOPs")
+        ax.set_ylabel("test perplexity after fine-tuning")
+        ax.set_title(f"{n:,}-token domain set")
+        ax.legend(fontsize=8)
+    fig.suptitle("SLM-d against its teacher's pretraining budget (macro-average over domains)")
+    fig.tight_layout()
+    return fig
