@@ -13,8 +13,11 @@ so an interrupted build never leaves a half-written corpus.
 
 Splits are cut by document in an order given by hashing each document's
 identity, so the same packages give byte-identical splits. A domain's training
-stream is its training documents in that order; the nested training sets of
-the paper (1M, 8M, 64M tokens, scaled) are prefixes of it.
+stream is its training documents in that order. The nested training sets of
+the paper (1M, 8M, 64M tokens, scaled) are prefixes of that stream cut into
+chunks of four contexts and shuffled (`Domain.set`): a prefix of the documents
+themselves made the smallest sets two or three documents of one source, unlike
+the test split, and fine-tuning on them could not help at any learning rate.
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ FORMAT = 1
 # A first guess of characters per token, used only to size held-out splits
 # before the tokenizer exists; the manifest reports the real token counts.
 CHARS_PER_TOKEN = 4.0
+# The seed of the chunk order that nested training sets follow (`Domain.set`).
+SET_SEED = 0
 # Held-out splits lose long lines to the leakage filter, and need at least
 # their target in tokens afterwards.
 HELDOUT_MARGIN = 1.5
@@ -258,13 +263,22 @@ class Domain:
     test: np.ndarray
     origin: str = "embedded"
     warnings: list[str] = field(default_factory=list)
+    chunk_tokens: int = 512
+    """Sets are drawn in chunks of this many tokens (the corpus uses four contexts)."""
+    _shuffled: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def set(self, n_tokens: int) -> np.ndarray:
+        """The first `n_tokens` of the training stream's chunks in a fixed shuffled order: each set
+        is a sample of the whole domain, and every set is a prefix of the larger ones."""
         if n_tokens > len(self.train):
             raise LabError(f"domain {self.name!r} has {len(self.train):,} training tokens; "
                            f"{n_tokens:,} were asked for. Choose a smaller --set-tokens "
                            f"(at most {len(self.train):,}) or give the domain more text.")
-        return self.train[:n_tokens]
+        if self._shuffled is None:
+            starts = np.arange(0, len(self.train), self.chunk_tokens)
+            order = np.random.default_rng(SET_SEED).permutation(len(starts))
+            self._shuffled = np.concatenate([self.train[s:s + self.chunk_tokens] for s in starts[order]])
+        return self._shuffled[:n_tokens]
 
 
 class Corpus:
@@ -312,7 +326,7 @@ class Corpus:
         return _read_jsonl(self.root / "text" / domain / f"{split}.jsonl")
 
     def domain(self, name: str) -> Domain:
-        return Domain(name, *(self.tokens(name, s) for s in SPLITS))
+        return Domain(name, *(self.tokens(name, s) for s in SPLITS), chunk_tokens=4 * self.scale.context)
 
     def generic_lines(self) -> np.ndarray:
         return np.load(self.root / "generic_lines.npy")
@@ -356,7 +370,7 @@ def user_domain(corpus: Corpus, path: str | Path, rebuild: bool = False) -> Doma
                                f"({meta['tokenizer_sha256'][:12]}, the {corpus.scale.name} corpus now uses "
                                f"{corpus.tokenizer.sha256[:12]}); rerun with --rebuild (or delete {cache})")
             return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin") for s in SPLITS),
-                          origin=f"user:{path}", warnings=warnings)
+                          origin=f"user:{path}", warnings=warnings, chunk_tokens=4 * corpus.scale.context)
 
     check_splittable(name, docs, str(path))
     total = sum(len(d.text) for d in docs)
@@ -377,4 +391,4 @@ def user_domain(corpus: Corpus, path: str | Path, rebuild: bool = False) -> Doma
             "tokenizer_sha256": corpus.tokenizer.sha256, "splits": entry, "leakage": stats,
             "warnings": warnings})
     return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin") for s in SPLITS),
-                  origin=f"user:{path}", warnings=warnings)
+                  origin=f"user:{path}", warnings=warnings, chunk_tokens=4 * corpus.scale.context)

@@ -122,6 +122,19 @@ def test_nested_sets_are_prefixes(built, monkeypatch):
     np.testing.assert_array_equal(large[:800], mid)
 
 
+def test_small_sets_sample_the_whole_training_stream(built, monkeypatch):
+    monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
+    domain = C.load_corpus("tiny").domain("legal")
+    chunk = domain.chunk_tokens
+    small = domain.set(8 * chunk)
+    # Every chunk of the set is a chunk of the stream, and they come from all over it, not its start.
+    starts = [next(s for s in range(0, len(domain.train), chunk)
+                   if np.array_equal(domain.train[s:s + chunk], small[i:i + chunk]))
+              for i in range(0, len(small), chunk)]
+    assert len(set(starts)) == 8 and max(starts) > len(domain.train) // 2
+    np.testing.assert_array_equal(np.sort(domain.set(len(domain.train))), np.sort(domain.train))
+
+
 def test_too_small_domain_says_how_many_tokens(built, monkeypatch):
     monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
     corpus = C.load_corpus("tiny")

@@ -146,7 +146,8 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
 
 def test_finetune_recipe_scales_with_the_set():
     small, mid, large = (finetune_config("slm", "default", n) for n in (8_000, 64_000, 512_000))
-    assert small.lr < mid.lr == large.lr
+    assert small.lr < mid.lr < large.lr <= 0.3 * train_config("slm", "default").lr
+    assert mid.lr / small.lr == pytest.approx(8 ** 0.5)
     assert small.max_steps >= 100 and small.max_steps <= mid.max_steps < large.max_steps
     assert small.eval_tokens >= 32_768 and small.patience >= 3
     assert finetune_config("slm", "tiny", 2_000).eval_tokens <= get_scale("tiny").valid_tokens
