@@ -58,6 +58,7 @@ from .errors import LabError
 from .finetune import finetune_config
 from .model import model_config, train_config
 from .paths import scale_dir
+from .progress import hidden
 from .results import load_results
 from .scales import get_scale
 
@@ -408,7 +409,7 @@ def run_study(scale: str, methods_: Sequence[str] | None = None, domains: Sequen
     failed_methods: dict[str, str] = {}
     t_start = time.perf_counter()
     n = len(plan.steps)
-    bar = tqdm(total=n, desc=f"study ({scale})", disable=not progress, unit="step")
+    bar = tqdm(total=n, desc=f"study ({scale})", disable=hidden(progress), unit="step")
     for i, step in enumerate(plan.steps, 1):
         blocked = failed_methods.get(step.method) or next(
             (f"needs {p}, which failed" for p in NEEDS.get(step.method, ()) if p in failed_methods

@@ -48,6 +48,7 @@ from .device import autocast, autocast_dtype, device_name, pick_device
 from .errors import LabError
 from .evaluate import Eval, evaluate
 from .model import GPT, GPTConfig, TrainConfig
+from .progress import hidden
 from .tokens import BatchSampler
 
 LossFn = Callable[..., torch.Tensor]
@@ -220,7 +221,7 @@ class Trainer:
     def train_until(self, step: int, desc: str = "train") -> None:
         if step <= self.step:
             return
-        with tqdm(total=step - self.step, desc=desc, disable=not self.progress, leave=False) as bar:
+        with tqdm(total=step - self.step, desc=desc, disable=hidden(self.progress), leave=False) as bar:
             while self.step < step:
                 self.train_step()
                 bar.update(1)
