@@ -27,19 +27,24 @@ class Eval:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tokens: np.ndarray, *, batch_size: int = 16,
-             max_tokens: int | None = None, precision: str = "fp32") -> Eval:
-    """Score consecutive full-context windows of `tokens` (up to `max_tokens` of them)."""
+             max_tokens: int | None = None, precision: str = "fp32",
+             window_experts: np.ndarray | None = None) -> Eval:
+    """Score consecutive full-context windows of `tokens` (up to `max_tokens` of them).
+    A routed model (`lab.hypernet.HyperGPT`) takes window j through expert `window_experts[j]`."""
     device = next(model.parameters()).device
     cfg = model.config
     dtype = autocast_dtype(device, cfg.d_model, precision)
+    experts = None if window_experts is None else torch.from_numpy(np.asarray(window_experts, dtype=np.int64))
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, seen = 0.0, 0, 0
     try:
         for x, y in eval_batches(tokens, batch_size, cfg.context, max_tokens):
             x, y = x.to(device), y.to(device)
+            routed = () if experts is None else (None, experts[seen:seen + len(x)].to(device))
+            seen += len(x)
             with autocast(device, dtype):
-                logits, _ = model(x)
+                logits, _ = model(x, *routed)
             total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()
             count += y.numel()
     finally:

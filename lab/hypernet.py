@@ -41,11 +41,10 @@ import torch.nn.functional as F
 from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
 
 from . import atomic, costs
-from .device import autocast, autocast_dtype
 from .errors import LabError
-from .evaluate import Eval
+from .evaluate import Eval, evaluate
 from .model import GPT, CausalSelfAttention, GPTConfig, param_count_formula
-from .tokens import BatchSampler, eval_batches, window_starts
+from .tokens import BatchSampler, window_starts
 from .train import read_meta
 
 
@@ -306,34 +305,13 @@ class RoutedSampler(BatchSampler):
         return chunk[:, :-1], chunk[:, 1:], self.window_experts[offsets // self.context]
 
 
-@torch.no_grad()
-def evaluate_routed(model: HyperGPT, tokens: np.ndarray, *, window_experts: np.ndarray, batch_size: int = 16,
-                    max_tokens: int | None = None, precision: str = "fp32") -> Eval:
+def evaluate_routed(model: HyperGPT, tokens: np.ndarray, *, window_experts: np.ndarray, **kwargs) -> Eval:
     """`lab.evaluate.evaluate` for the routed model: window j of `tokens` goes through
     expert `window_experts[j]` (its cluster)."""
-    device = next(model.parameters()).device
-    cfg = model.config
-    if len(window_experts) != len(window_starts(len(tokens), cfg.context)):
-        raise LabError(f"{len(window_experts)} expert ids for {len(window_starts(len(tokens), cfg.context))} "
-                       "windows: assign the clusters of this very stream")
-    dtype = autocast_dtype(device, cfg.d_model, precision)
-    experts = torch.from_numpy(np.asarray(window_experts, dtype=np.int64))
-    was_training = model.training
-    model.eval()
-    total, count, seen = 0.0, 0, 0
-    try:
-        for x, y in eval_batches(tokens, batch_size, cfg.context, max_tokens):
-            e = experts[seen:seen + len(x)]
-            seen += len(x)
-            with autocast(device, dtype):
-                logits, _ = model(x.to(device), None, e.to(device))
-            total += F.cross_entropy(logits.float().flatten(0, 1), y.to(device).flatten(), reduction="sum").item()
-            count += y.numel()
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise LabError(f"cannot evaluate on {len(tokens)} tokens: a window needs {cfg.context + 1}")
-    return Eval(loss=total / count, tokens=count)
+    windows = len(window_starts(len(tokens), model.config.context))
+    if len(window_experts) != windows:
+        raise LabError(f"{len(window_experts)} expert ids for {windows} windows: assign the clusters of this very stream")
+    return evaluate(model, tokens, window_experts=window_experts, **kwargs)
 
 
 def routed_evaluator(window_experts: np.ndarray):
