@@ -30,7 +30,7 @@ and grow apart as their clusters' gradients differ.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -38,9 +38,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
+from safetensors.torch import load_model as load_safetensors
 
-from . import atomic, costs
+from . import costs
 from .errors import LabError
 from .evaluate import Eval, evaluate
 from .model import GPT, CausalSelfAttention, GPTConfig, param_count_formula
@@ -257,16 +257,6 @@ class HyperGPT(nn.Module):
                 state[f"blocks.{l}.mlp.down.bias"] = block.mlp.down_bias
         gpt.load_state_dict(state)
         return gpt
-
-
-def save_instance(model: GPT, path: str | Path, **meta) -> Path:
-    """Write an instantiated SLM as a checkpoint folder `lab.train.load_model` reads.
-    `meta` should carry `tokens`, `flops` and `seconds` of the pretraining it came from."""
-    path = Path(path)
-    with atomic.atomic_dir(path) as tmp:
-        save_safetensors(model, str(tmp / "model.safetensors"))
-        atomic.write_json(tmp / "meta.json", {"model_config": asdict(model.config), **meta})
-    return path
 
 
 def load_hypernet(path: str | Path, device: torch.device | str = "cpu") -> HyperGPT:

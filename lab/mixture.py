@@ -34,14 +34,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
+from safetensors.torch import load_model as load_safetensors
 
-from . import atomic
 from .cluster import check_window_ids, cluster_starts
 from .errors import LabError
 from .model import GPT, GPTConfig, TrainConfig
 from .tokens import BatchSampler, window_starts
-from .train import pretrain, read_meta
+from .train import pretrain, read_meta, save_model
 
 
 class BatchedLinear(nn.Module):
@@ -315,12 +314,8 @@ def extract(mixture_checkpoint: str | Path, expert: int, out: str | Path | None 
     model = load_mixture(mixture_checkpoint).expert(expert)
     keep = ("model_config", "train_config", "step", "tokens", "flops", "seconds", "run_flops", "run_seconds",
             "device", "precision")
-    with atomic.atomic_dir(out) as tmp:
-        save_safetensors(model, str(tmp / "model.safetensors"))
-        atomic.write_json(tmp / "meta.json", {**{key: meta[key] for key in keep}, "expert": expert,
-                                               "experts": k, "expert_tokens": meta["tokens"] // k,
-                                               "mixture_checkpoint": str(mixture_checkpoint)})
-    return out
+    return save_model(model, out, **{key: meta[key] for key in keep}, expert=expert, experts=k,
+                      expert_tokens=meta["tokens"] // k, mixture_checkpoint=str(mixture_checkpoint))
 
 
 # -- routing and evaluation ------------------------------------------------

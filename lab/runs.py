@@ -17,16 +17,15 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-from safetensors.torch import save_model as save_safetensors
 
-from . import atomic, costs
+from . import costs
 from .device import device_name, pick_device
 from .evaluate import evaluate
 from .finetune import FinetuneConfig, finetune, finetune_config
-from .model import GPT, GPTConfig, TrainConfig, model_config, train_config
+from .model import GPTConfig, TrainConfig, model_config, train_config
 from .paths import scale_dir
 from .results import ResultStore, cached_run, data_hash, stable_hash
-from .train import load_model, pretrain, read_meta
+from .train import load_model, pretrain, read_meta, save_model
 
 
 def checkpoint_root(kind: str, scale: str, model_cfg: GPTConfig, train_cfg: TrainConfig, data: str) -> Path:
@@ -93,8 +92,8 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
         model, record = finetune(model, train, valid, config, device=device, progress=progress)
         after = evaluate(model, test)
         if keep_weights:
-            _save_finetuned(model, kept, {"base_checkpoint": str(checkpoint), "domain": domain, "seed": seed,
-                                          "set_tokens": len(train), "finetune": record.to_dict()})
+            save_model(model, kept, base_checkpoint=str(checkpoint), domain=domain, seed=seed,
+                       set_tokens=len(train), finetune=record.to_dict())
         return {
             "pretrain_tokens": meta["tokens"], "pretrain_flops": meta["flops"],
             "specialize_tokens": record.tokens_to_best, "specialize_flops": record.flops_to_best,
@@ -112,12 +111,6 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
         fresh = run()
         row = cached_run(store, key, lambda: fresh, data_hash=hashed)
     return {**row, "finetuned_path": str(kept)}
-
-
-def _save_finetuned(model: GPT, path: Path, meta: dict) -> None:
-    with atomic.atomic_dir(path) as tmp:
-        save_safetensors(model, str(tmp / "model.safetensors"))
-        atomic.write_json(tmp / "meta.json", {"model_config": asdict(model.config), **meta})
 
 
 def _ppl(loss: float | None) -> float | None:

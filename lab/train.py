@@ -304,6 +304,17 @@ def read_meta(path: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def save_model(model: GPT, path: str | Path, **meta) -> Path:
+    """Write a plain model (an instantiated expert, a fine-tuned teacher) as a checkpoint folder
+    `load_model` reads, atomically. `meta` should carry the `tokens`, `flops` and `seconds` of the
+    pretraining it came from; its `model_config` is the model's own."""
+    path = Path(path)
+    with atomic.atomic_dir(path) as tmp:
+        save_safetensors(model, str(tmp / "model.safetensors"))
+        atomic.write_json(tmp / "meta.json", {**meta, "model_config": asdict(model.config)})
+    return path
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> GPT:
     """The model of a checkpoint folder, ready to evaluate or fine-tune."""
     meta = read_meta(path)

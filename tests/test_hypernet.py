@@ -13,10 +13,10 @@ from lab import costs
 from lab.errors import LabError
 from lab.evaluate import evaluate
 from lab.hypernet import (HyperConfig, HyperGPT, RoutedSampler, evaluate_routed, load_hypernet,
-                          param_count_hypernet, save_instance)
+                          param_count_hypernet)
 from lab.model import GPT, TrainConfig
 from lab.tokens import window_starts
-from lab.train import Trainer, load_model, seed_everything
+from lab.train import Trainer, load_model, save_model, seed_everything
 
 CFG = HyperConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_mlp=40,
                   n_experts=5, code_dim=3, bank_size=4)
@@ -87,7 +87,7 @@ def test_instantiated_slm_loaded_back_equals_the_routed_model(tmp_path):
     with torch.no_grad():
         routed, _ = model(x, None, experts)
     for e in experts.unique().tolist():
-        path = save_instance(model.instantiate(e), tmp_path / f"expert{e}", tokens=1, flops=1.0, seconds=0.0)
+        path = save_model(model.instantiate(e), tmp_path / f"expert{e}", tokens=1, flops=1.0, seconds=0.0)
         slm = load_model(path).eval()
         assert type(slm) is GPT and slm.config == CFG.slm
         with torch.no_grad():
@@ -189,7 +189,7 @@ def test_checkpoint_round_trip(tmp_path):
     back = load_hypernet(tmp_path / "ckpt")
     for name, value in model.state_dict().items():
         torch.testing.assert_close(back.state_dict()[name], value, rtol=0, atol=0)
-    save_instance(model.instantiate(0), tmp_path / "plain", tokens=0, flops=0.0, seconds=0.0)
+    save_model(model.instantiate(0), tmp_path / "plain", tokens=0, flops=0.0, seconds=0.0)
     with pytest.raises(LabError, match="plain model"):
         load_hypernet(tmp_path / "plain")
 

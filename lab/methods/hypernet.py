@@ -50,11 +50,10 @@ from ..device import device_name, pick_device
 from ..errors import LabError
 from ..evaluate import evaluate, macro_perplexity
 from ..finetune import finetune_config
-from ..hypernet import (HyperConfig, HyperGPT, RoutedSampler, load_hypernet, param_count_hypernet, routed_evaluator,
-                        save_instance)
+from ..hypernet import HyperConfig, HyperGPT, RoutedSampler, load_hypernet, param_count_hypernet, routed_evaluator
 from ..model import model_config, param_count_formula, train_config
 from ..results import ResultStore, cached_run, data_hash, stable_hash
-from ..train import load_model, pretrain as train_pretrain, read_meta
+from ..train import load_model, pretrain as train_pretrain, read_meta, save_model
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 
 SHAPES = {"tiny": (4, 4, 4), "default": (16, 8, 8), "paper": (32, 16, 16)}
@@ -156,7 +155,7 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
     meta = read_meta(checkpoint)
     model = load_hypernet(checkpoint)
     slm = model.instantiate(top if how == "top" else hist)
-    return save_instance(slm, path, tokens=meta["tokens"], flops=meta["flops"], seconds=meta["seconds"],
+    return save_model(slm, path, tokens=meta["tokens"], flops=meta["flops"], seconds=meta["seconds"],
                          device=meta["device"], hypernet_checkpoint=str(checkpoint), instantiate=how,
                          histogram=hist.tolist(), expert=top if how == "top" else None)
 
