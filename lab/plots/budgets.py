@@ -14,6 +14,8 @@ from matplotlib.ticker import NullFormatter
 import pandas as pd
 import seaborn as sns
 
+from . import perplexity_yaxis
+
 METHOD_ORDER = ("slm", "slm-generic", "slm-nopt", "llm", "slm-d", "slm-is", "slm-mix", "slm-hn")
 
 
@@ -36,10 +38,10 @@ def _flat_lines(ax, flat: pd.DataFrame, y: str, colors: dict) -> None:
 
 
 def _log_axes(*axes) -> None:
-    """Log-log axes labelled at powers of ten only (minor labels crowd a short range)."""
+    """Log-log axes: costs labelled at powers of ten only (minor labels crowd), perplexities in plain numbers."""
     for ax in axes:
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        perplexity_yaxis(ax)
         ax.xaxis.set_minor_formatter(NullFormatter())
 
 

@@ -8,7 +8,9 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import FormatStrFormatter, NullFormatter
+from matplotlib.ticker import NullFormatter
+
+from . import perplexity_yaxis
 
 LABELS = {"slm": "SLM", "llm": "LLM (reference: 4x the inference cost)", "slm-d": "SLM-d (teacher: largest LLM)",
           "slm-d-teacher": "SLM-d (student: largest SLM, teacher varies)", "slm-mix": "SLM-mix", "slm-hn": "SLM-hn"}
@@ -20,10 +22,8 @@ DASHED = {"llm"}
 def _log_axes(ax) -> None:
     """Log axes; perplexities written out in full, FLOPs only at powers of ten."""
     ax.set_xscale("log")
-    ax.set_yscale("log")
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.yaxis.set_major_formatter(FormatStrFormatter("%.0f"))
-    ax.yaxis.set_minor_formatter(FormatStrFormatter("%.0f"))
+    perplexity_yaxis(ax)
 
 
 def _curves(summary: pd.DataFrame) -> pd.DataFrame:

@@ -7,13 +7,15 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from . import perplexity_yaxis
+
 
 def generic_curves(curves: pd.DataFrame):
     """Generic validation perplexity against pretraining FLOPs, one line per model."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     sns.lineplot(data=curves, x="pretrain_flops", y="ppl", hue="method", marker="o", ax=ax)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    perplexity_yaxis(ax)
     ax.set_xlabel("pretraining cost (FLOPs, weight generation included)")
     ax.set_ylabel("generic validation perplexity")
     ax.set_title("SLM-hn against SLM and LLM at equal pretraining FLOPs")
@@ -55,7 +57,7 @@ def instantiation(table: pd.DataFrame):
                     order=list(order["domain"]), col_order=["before fine-tuning", "after fine-tuning"],
                     height=4, aspect=1.6, sharey=False)
     for ax in g.axes.flat:
-        ax.set_yscale("log")
+        perplexity_yaxis(ax)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     g.set_axis_labels("domain (histogram entropy)", "test perplexity")
     g.set_titles("{col_name}")

@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from . import perplexity_yaxis
+
 
 def _grid(frame: pd.DataFrame, width: float = 4.6, height: float = 3.6):
     domains = list(dict.fromkeys(frame["domain"]))
@@ -43,7 +45,7 @@ def budget_curves(curves: pd.DataFrame, reference: pd.DataFrame):
                     label="SLM-is before fine-tuning" if first else None)
             _reference(ax, reference, domain, n, first)
             ax.set_xscale("log")
-            ax.set_yscale("log")
+            perplexity_yaxis(ax)
             ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
             ax.set_xlabel("specialization FLOPs per domain")
             ax.set_ylabel("domain test perplexity")

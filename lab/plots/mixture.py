@@ -8,6 +8,8 @@ from matplotlib.ticker import NullFormatter
 import pandas as pd
 import seaborn as sns
 
+from . import perplexity_yaxis
+
 
 def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
     """Generic validation perplexity against pretraining FLOPs, one curve per method (log-log)."""
@@ -15,7 +17,7 @@ def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
     sns.lineplot(data=curves, x="pretrain_flops", y="ppl", hue="method", style="method", markers=True,
                  dashes=False, ax=ax)
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    perplexity_yaxis(ax)
     ax.xaxis.set_minor_formatter(NullFormatter())
     if crossover_flops:
         ax.axvline(crossover_flops, color="gray", linestyle=":", label=f"crossover {crossover_flops:.2g} FLOPs")
@@ -67,7 +69,7 @@ def selection(table: pd.DataFrame):
     """Domain test perplexity after fine-tuning: SLM and the three expert-selection rules."""
     fig, ax = plt.subplots(figsize=(10, 4))
     sns.barplot(data=table, x="domain", y="ppl_after", hue="method", ax=ax)
-    ax.set_yscale("log")
+    perplexity_yaxis(ax)
     ax.set_xlabel("domain")
     ax.set_ylabel("test perplexity after fine-tuning (log scale)")
     ax.set_title("Expert selection rules (the paper's Table 5)")

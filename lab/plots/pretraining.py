@@ -5,6 +5,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from . import perplexity_yaxis
+
 
 def generic_curves(curves: pd.DataFrame):
     """Generic validation perplexity against pretraining FLOPs, one line per model,
@@ -15,7 +17,7 @@ def generic_curves(curves: pd.DataFrame):
         ax.annotate(f"{r.tokens_per_param:.0f}", (r.pretrain_flops, r.valid_ppl), textcoords="offset points",
                     xytext=(4, 4), fontsize=8, color="0.35")
     ax.set_xscale("log")
-    ax.set_yscale("log")
+    perplexity_yaxis(ax)
     ax.set_xlabel("pretraining cost (FLOPs)")
     ax.set_ylabel("generic validation perplexity")
     ax.set_title("Pretraining at equal FLOPs (labels: tokens per parameter)")
@@ -40,7 +42,7 @@ def table4(table: pd.DataFrame):
     for domain, ax in g.axes_dict.items():
         ax.axhline(table.loc[domain, "generic only"], color="0.5", ls="--", lw=1, label="generic only")
         ax.set_xscale("log")
-        ax.set_yscale("log")
+        perplexity_yaxis(ax)
     g.set_axis_labels("in-domain set (tokens)", "test perplexity")
     g.figure.suptitle("Fine-tuning helps at every set size; pretraining matters most for the smallest "
                       "(dashed: generic only)", y=1.02)
