@@ -209,3 +209,14 @@ def test_pretrain_refuses_to_resume_another_config(tmp_path):
     with pytest.raises(LabError, match="another model or training config"):
         pretrain(CFG, replace(cfg, lr=1e-4), tokens, tmp_path, budget_tokens=[10 * 4 * CFG.context],
                  progress=False)
+
+
+def test_progress_bars_follow_the_caller_and_tqdm_disable(monkeypatch):
+    from lab.progress import hidden
+
+    monkeypatch.setenv("TQDM_DISABLE", "1")
+    assert hidden(True) and hidden(False)
+    monkeypatch.setenv("TQDM_DISABLE", "0")
+    assert not hidden(True) and hidden(False)
+    monkeypatch.delenv("TQDM_DISABLE")
+    assert not hidden(True)
