@@ -25,6 +25,18 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import pytest  # noqa: E402
 
 
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test, whatever OMP_NUM_THREADS the caller set: tiny models
+    run fastest on one, and the test machine is shared."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def tiny_corpus():
     """The real tiny corpus, built once per test session (about 40 s)."""

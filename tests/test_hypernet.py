@@ -22,12 +22,7 @@ CFG = HyperConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_
                   n_experts=5, code_dim=3, bank_size=4)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained_model(cfg=CFG, steps=5):

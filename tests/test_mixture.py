@@ -16,12 +16,7 @@ CFG = GPTConfig(vocab_size=128, context=16, n_layer=2, n_head=2, d_model=16)
 K = 3
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def clustered_stream(n_windows=300, k=K, seed=0):

@@ -9,13 +9,7 @@ from lab.evaluate import evaluate, macro_perplexity
 from lab.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula, train_config
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models run fastest on one thread, and the test machine is shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.mark.parametrize("cfg", [

@@ -14,12 +14,7 @@ from lab.train import Trainer, load_model, pretrain, read_meta, seed_everything
 CFG = GPTConfig(vocab_size=256, context=32, n_layer=2, n_head=2, d_model=32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def zipf_tokens(n, vocab=256, seed=0):
