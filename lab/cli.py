@@ -137,6 +137,16 @@ def cmd_study(args) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_results_merge(args) -> int:
+    from .results import ResultStore
+
+    store = ResultStore.for_scale(args.scale)
+    for path in args.paths:
+        added, present = store.merge(path)
+        print(f"{path}: {added} rows added, {present} already in {store.path}")
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from .corpus import load_corpus
     from .report import corpus_table
@@ -233,6 +243,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoints to specialize from, as shares of the pretraining budget (default: all)")
     p.add_argument("--dry-run", action="store_true", help="list the planned steps with their FLOPs and time")
     p.set_defaults(fn=cmd_study)
+
+    results = sub.add_parser("results", help="the results store").add_subparsers(dest="action", required=True)
+    p = results.add_parser("merge", help="copy in the rows of other results stores (a study run elsewhere "
+                                         "on the same corpus); rows already here are kept")
+    _add_scale(p)
+    p.add_argument("paths", nargs="+", help="results.sqlite files")
+    p.set_defaults(fn=cmd_results_merge)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     _add_scale(p)

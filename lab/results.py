@@ -21,6 +21,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from .errors import LabError
 from .paths import REPO, scale_dir
 
 COLUMNS: dict[str, str] = {
@@ -170,6 +171,44 @@ class ResultStore:
         out = dict(row)
         out["extra"] = json.loads(out["extra"] or "{}")
         return out
+
+    def merge(self, other: str | Path) -> tuple[int, int]:
+        """Copy in the rows of another results store (e.g. part of a study run on a GPU machine
+        against the same corpus): rows whose cache key is already here are kept as they are, so
+        merging twice adds nothing. Returns (rows added, rows already present)."""
+        other = Path(other)
+        if not other.is_file():
+            raise LabError(f"{other} does not exist; give the path of another results.sqlite")
+        try:
+            src = sqlite3.connect(f"file:{other}?mode=ro", uri=True)
+            rows = src.execute("SELECT * FROM results ORDER BY id")
+            names = [d[0] for d in rows.description]
+            rows = rows.fetchall()
+            src.close()
+        except sqlite3.DatabaseError as e:
+            raise LabError(f"{other} is not a results store ({e}); give the results.sqlite "
+                           "that a study or specialize run wrote") from None
+        unknown = [n for n in names if n not in COLUMNS and n not in ("id", "created", "cache_key")]
+        if unknown:
+            raise LabError(f"{other} has columns this lab does not know ({', '.join(unknown)}); "
+                           "update the lab before merging it")
+        names = [n for n in names if n != "id"]
+        db = self._connect()
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            added = present = 0
+            for row in rows:
+                values = dict(zip(["id", *names], row))
+                if values["cache_key"] is None:  # rows without a key are not results a study reuses
+                    continue
+                cur = db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
+                                 f"VALUES ({', '.join('?' * len(names))})", [values[n] for n in names])
+                added += cur.rowcount
+                present += 1 - cur.rowcount
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        return added, present
 
     def load(self) -> pd.DataFrame:
         """All rows, oldest first; `extra` parsed into dicts."""

@@ -282,7 +282,8 @@ class Trainer:
         path = Path(path)
         meta = read_meta(path)
         load_safetensors(self.model, str(path / "model.safetensors"), device=str(self.device))
-        state = torch.load(path / "state.pt", map_location=self.device, weights_only=True)
+        # RNG states must stay CPU byte tensors; the optimizer moves its own state to the parameters.
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
         self.optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         self.sampler.load_state_dict(meta["sampler"])

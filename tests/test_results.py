@@ -71,3 +71,27 @@ def test_hashes_are_stable():
     assert stable_hash({"a": 1, "b": [1, 2]}) == stable_hash({"b": [1, 2], "a": 1})
     with pytest.raises(TypeError):
         stable_hash({"a": object()})
+
+
+def test_merge_copies_rows_from_another_store_once(tmp_path, monkeypatch, capsys):
+    from lab.cli import main
+
+    here, there = ResultStore(tmp_path / "here.sqlite"), ResultStore(tmp_path / "gpu" / "results.sqlite")
+    key = {"method": "slm-is", "scale": "tiny", "domain": "legal", "seed": 0}
+    cached_run(here, {**key, "domain": "code"}, lambda: {"ppl_after": 30.0})
+    cached_run(there, key, lambda: {"ppl_after": 20.0, "device": "cuda:H100", "steps": 7})
+    cached_run(there, {**key, "domain": "code"}, lambda: {"ppl_after": 99.0})
+    assert here.merge(there.path) == (1, 1)
+    assert here.merge(there.path) == (0, 2)
+    # The merged row is what a study asking for the same key finds: nothing runs again.
+    row = cached_run(here, key, lambda: pytest.fail("merged row not reused"))
+    assert row["cached"] and row["ppl_after"] == 20.0 and row["device"] == "cuda:H100" and row["extra"] == {"steps": 7}
+    assert sorted(here.load()["ppl_after"]) == [20.0, 30.0]  # the row already here is kept
+
+    monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
+    assert main(["results", "merge", "--scale", "tiny", str(there.path)]) == 0
+    assert "2 rows added, 0 already" in capsys.readouterr().out
+    (tmp_path / "notes.txt").write_text("not a database")
+    for bad in (tmp_path / "missing.sqlite", tmp_path / "notes.txt"):
+        assert main(["results", "merge", "--scale", "tiny", str(bad)]) == 2
+        assert str(bad) in capsys.readouterr().err
