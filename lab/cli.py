@@ -138,12 +138,18 @@ def cmd_study(args) -> int:
 
 
 def cmd_results_merge(args) -> int:
-    from .results import ResultStore
+    from .results import ResultStore, missing_checkpoints
 
     store = ResultStore.for_scale(args.scale)
     for path in args.paths:
-        added, present = store.merge(path)
-        print(f"{path}: {added} rows added, {present} already in {store.path}")
+        merged = store.merge(path)
+        print(f"{path}: {merged.added} rows added, {merged.present} already in {store.path}")
+        missing = missing_checkpoints(merged.checkpoints, args.scale)
+        if missing:
+            print(f"warning: {len(missing)} checkpoint folders its rows name are not in "
+                  f"{store.path.parent / 'checkpoints'} (e.g. {', '.join(missing[:3])}); copy them from the "
+                  "machine that ran them (model.safetensors and meta.json), or the study here trains "
+                  "them again", file=sys.stderr)
     return 0
 
 

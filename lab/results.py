@@ -16,7 +16,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -97,6 +97,14 @@ def code_version() -> str:
     return f"{describe}+{h.hexdigest()[:10]}"
 
 
+class Merged(NamedTuple):
+    added: int
+    present: int
+    """Rows whose cache key was already here (kept as they were)."""
+    checkpoints: list[str]
+    """The checkpoint folders the other store's rows name, as paths on the machine that wrote them."""
+
+
 class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -172,10 +180,10 @@ class ResultStore:
         out["extra"] = json.loads(out["extra"] or "{}")
         return out
 
-    def merge(self, other: str | Path) -> tuple[int, int]:
+    def merge(self, other: str | Path) -> "Merged":
         """Copy in the rows of another results store (e.g. part of a study run on a GPU machine
         against the same corpus): rows whose cache key is already here are kept as they are, so
-        merging twice adds nothing. Returns (rows added, rows already present)."""
+        merging twice adds nothing."""
         other = Path(other)
         if not other.is_file():
             raise LabError(f"{other} does not exist; give the path of another results.sqlite")
@@ -208,7 +216,8 @@ class ResultStore:
             db.execute("COMMIT")
         finally:
             db.close()
-        return added, present
+        extras = [json.loads(dict(zip(["id", *names], r)).get("extra") or "{}") for r in rows]
+        return Merged(added, present, sorted({e["checkpoint_path"] for e in extras if e.get("checkpoint_path")}))
 
     def load(self) -> pd.DataFrame:
         """All rows, oldest first; `extra` parsed into dicts."""
@@ -219,6 +228,20 @@ class ResultStore:
             db.close()
         df["extra"] = [json.loads(e or "{}") for e in df["extra"]]
         return df
+
+
+def missing_checkpoints(paths: list[str], scale: str) -> list[str]:
+    """Of checkpoint folders named on another machine (under its `checkpoints/`), those this
+    scale's `checkpoints/` lacks, relative to it. A row keyed by its own checkpoint's hash
+    (SLM-is) is only found again by a study here that has the same files."""
+    here = scale_dir(scale) / "checkpoints"
+    missing = set()
+    for path in map(Path, paths):
+        if "checkpoints" in path.parts:
+            rel = Path(*path.parts[len(path.parts) - path.parts[::-1].index("checkpoints"):])
+            if not (here / rel / "meta.json").exists():
+                missing.add(str(rel))
+    return sorted(missing)
 
 
 def load_results(scale: str) -> pd.DataFrame:

@@ -79,18 +79,27 @@ def test_merge_copies_rows_from_another_store_once(tmp_path, monkeypatch, capsys
     here, there = ResultStore(tmp_path / "here.sqlite"), ResultStore(tmp_path / "gpu" / "results.sqlite")
     key = {"method": "slm-is", "scale": "tiny", "domain": "legal", "seed": 0}
     cached_run(here, {**key, "domain": "code"}, lambda: {"ppl_after": 30.0})
-    cached_run(there, key, lambda: {"ppl_after": 20.0, "device": "cuda:H100", "steps": 7})
+    gpu_ckpt = "/scratch/data/tiny/checkpoints/slm-is-legal/step00000100"
+    cached_run(there, key, lambda: {"ppl_after": 20.0, "device": "cuda:H100", "checkpoint_path": gpu_ckpt})
     cached_run(there, {**key, "domain": "code"}, lambda: {"ppl_after": 99.0})
-    assert here.merge(there.path) == (1, 1)
-    assert here.merge(there.path) == (0, 2)
+    assert here.merge(there.path)[:2] == (1, 1)
+    assert here.merge(there.path) == (0, 2, [gpu_ckpt])
     # The merged row is what a study asking for the same key finds: nothing runs again.
     row = cached_run(here, key, lambda: pytest.fail("merged row not reused"))
-    assert row["cached"] and row["ppl_after"] == 20.0 and row["device"] == "cuda:H100" and row["extra"] == {"steps": 7}
+    assert row["cached"] and row["ppl_after"] == 20.0 and row["device"] == "cuda:H100"
+    assert row["extra"] == {"checkpoint_path": gpu_ckpt}
     assert sorted(here.load()["ppl_after"]) == [20.0, 30.0]  # the row already here is kept
 
+    # A row keyed by a checkpoint made elsewhere is found again only with that checkpoint here: say so.
     monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
     assert main(["results", "merge", "--scale", "tiny", str(there.path)]) == 0
-    assert "2 rows added, 0 already" in capsys.readouterr().out
+    out = capsys.readouterr()
+    assert "2 rows added, 0 already" in out.out and "slm-is-legal/step00000100" in out.err
+    step = tmp_path / "data" / "tiny" / "checkpoints" / "slm-is-legal" / "step00000100"
+    step.mkdir(parents=True)
+    (step / "meta.json").write_text("{}")
+    assert main(["results", "merge", "--scale", "tiny", str(there.path)]) == 0
+    assert "warning" not in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("not a database")
     for bad in (tmp_path / "missing.sqlite", tmp_path / "notes.txt"):
         assert main(["results", "merge", "--scale", "tiny", str(bad)]) == 2
