@@ -213,6 +213,23 @@ def _cost_to_reach(curve: pd.DataFrame, target: float, n_domains: int) -> float 
     return float((ok["pretrain_flops"] + n_domains * ok["specialize_flops"]).min())
 
 
+def _break_even(own: pd.DataFrame, rival: pd.DataFrame, target: float, most: int = 10_000) -> int | None:
+    """Fewest domains from which `rival` reaches `target` perplexity for less total cost than `own`
+    (each at its cheapest point for that many domains), or None if not up to `most`."""
+    n = np.arange(1, most + 1)
+
+    def totals(curve: pd.DataFrame) -> np.ndarray | None:
+        ok = curve[curve["ppl_after"] <= target * (1 + 1e-9)]
+        if ok.empty:
+            return None
+        return (ok["pretrain_flops"].to_numpy()[:, None] + n * ok["specialize_flops"].to_numpy()[:, None]).min(axis=0)
+
+    a, b = totals(own), totals(rival)
+    if a is None or b is None or not (b <= a).any():
+        return None
+    return int(n[np.argmax(b <= a)])
+
+
 def finding5(d: _Data) -> Finding:
     f = Finding(5, "SLM-is is the best small model after specialization, but its cost is paid per domain, so over "
                    "many domains SLM-hn/SLM-mix win on total cost.",
@@ -240,10 +257,9 @@ def finding5(d: _Data) -> Finding:
         totals[m] = {"target_ppl": _r(target), **{
             str(k): {"slm-is": _cost_to_reach(is_curve, target, k), m: _cost_to_reach(curve, target, k)}
             for k in DOMAIN_COUNTS}}
-        # Domains from which the rival is cheaper: pretraining shared, against SLM-is's cost per domain.
-        r, s = curve.iloc[-1], is_curve.iloc[-1]
-        totals[m]["break_even_domains"] = (_r(r["pretrain_flops"] / (s["specialize_flops"] - r["specialize_flops"]), 1)
-                                           if s["specialize_flops"] > r["specialize_flops"] else None)
+        # Domains from which the rival is cheaper at that perplexity: its pretraining is shared, SLM-is's
+        # cost is paid again for every domain.
+        totals[m]["break_even_domains"] = _break_even(is_curve, curve, target)
     cheaper = any(t[str(DOMAIN_COUNTS[-1])][m] is not None and t[str(DOMAIN_COUNTS[-1])]["slm-is"] is not None
                   and t[str(DOMAIN_COUNTS[-1])][m] < t[str(DOMAIN_COUNTS[-1])]["slm-is"] for m, t in totals.items())
     f.numbers = {"ppl_after": best, "total_cost": totals, "set_tokens": n}

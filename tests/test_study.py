@@ -214,6 +214,7 @@ def test_findings_follow_the_numbers():
     assert found[3].status == HOLDS and found[3].numbers["generic_ppl"]["llm"] == 50.0
     assert found[4].status == HOLDS  # gains 6 then 2 points, shrinking
     assert found[5].status == HOLDS, found[5].detail
+    assert found[5].numbers["total_cost"]["slm-hn"]["break_even_domains"] == 1
     assert found[6].status == HOLDS
     assert found[7].status == HOLDS and found[7].numbers["slm-mix"]["spearman"] < 0
     assert found[8].status == HOLDS, found[8].numbers
@@ -224,6 +225,16 @@ def test_findings_follow_the_numbers():
                                                                 generic={"llm": 80.0, "slm-mix": 60.0,
                                                                          "slm-hn": 65.0, "slm": 70.0}))}
     assert flipped[3].status == FAILS and flipped[4].status == FAILS
+
+
+def test_break_even_compares_costs_at_equal_perplexity():
+    from lab.findings import _break_even
+
+    own = pd.DataFrame({"pretrain_flops": [0.0, 0.0], "specialize_flops": [1e12, 1e11], "ppl_after": [50.0, 90.0]})
+    rival = pd.DataFrame({"pretrain_flops": [1e13], "specialize_flops": [1e10], "ppl_after": [50.0]})
+    assert _break_even(own, rival, 50.0) == 11  # 1e13 + n * 1e10 <= n * 1e12 from n = 10.1
+    assert _break_even(own, rival, 90.0) == 112  # own reaches 90 for 1e11 a domain: from n = 111.1
+    assert _break_even(own, rival, 40.0) is None
 
 
 def test_missing_methods_are_not_measured():

@@ -72,7 +72,9 @@ def domain_curves(points: pd.DataFrame):
     """Macro domain perplexity against pretraining FLOPs: before fine-tuning, then after it for each set
     size (one panel each). Methods measured at one budget only show as single points."""
     sizes = sorted(points["set_tokens"].unique()) if len(points) else []
-    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(4.2 * (len(sizes) + 1), 4.2), squeeze=False)
+    # Shared x: the larger sets hold only the full-budget points, which alone span less than a decade.
+    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(4.2 * (len(sizes) + 1), 4.2), sharex=True,
+                             squeeze=False)
     axes = axes[0]
     if not sizes:
         _empty(axes[0], "no specialization results: run the study")
