@@ -10,10 +10,9 @@ choice would make the same run give different numbers on different days):
   Narrower models at the lab's batch sizes are launch-bound and autocast's casts
   only add kernels. Training tokens/s in bf16 over fp32 on one H100 (batch of 8):
   0.90x for the default SLM (d=64), 0.82x for its LLM (d=176), 1.03x at 2 layers
-  d=128, 0.78x at d=256,
-  0.69-0.96x at 4 layers d=256-512, 1.04x at d=768; with a batch of 64 at
-  4 layers, 0.98x at d=256 and 2.3x at d=512; the paper SLM (d=1024, 256 x 1024
-  tokens a step) 6.7x.
+  d=128, 0.78x at d=256, 0.69-0.96x at 4 layers d=256-512, 1.04x at d=768; with
+  a batch of 64 at 4 layers, 0.98x at d=256 and 2.3x at d=512; the paper SLM
+  (d=1024, 256 x 1024 tokens a step) 6.7x.
 - MPS: fp32 (autocast coverage there is still partial).
 - CPU: bf16 when the CPU has bf16 matrix instructions (AVX512-BF16 or AMX) and
   d_model >= 128. Narrower models spend their time outside matmuls (softmax over

@@ -205,26 +205,26 @@ def finding4(d: _Data) -> Finding:
     return f
 
 
-def _cost_to_reach(curve: pd.DataFrame, target: float, n_domains: int) -> float | None:
-    """Cheapest total cost (pretraining + n x specialization) of a point at or below `target` perplexity."""
+def _costs_to_reach(curve: pd.DataFrame, target: float, n_domains: np.ndarray) -> np.ndarray | None:
+    """For each count n, the cheapest total cost (pretraining + n x specialization) of a point at or
+    below `target` perplexity; None if no point reaches it."""
     ok = curve[curve["ppl_after"] <= target * (1 + 1e-9)]
     if ok.empty:
         return None
-    return float((ok["pretrain_flops"] + n_domains * ok["specialize_flops"]).min())
+    return (ok["pretrain_flops"].to_numpy()[:, None]
+            + np.outer(ok["specialize_flops"].to_numpy(), n_domains)).min(axis=0)
+
+
+def _cost_to_reach(curve: pd.DataFrame, target: float, n_domains: int) -> float | None:
+    costs = _costs_to_reach(curve, target, np.array([n_domains]))
+    return None if costs is None else float(costs[0])
 
 
 def _break_even(own: pd.DataFrame, rival: pd.DataFrame, target: float, most: int = 10_000) -> int | None:
     """Fewest domains from which `rival` reaches `target` perplexity for less total cost than `own`
     (each at its cheapest point for that many domains), or None if not up to `most`."""
     n = np.arange(1, most + 1)
-
-    def totals(curve: pd.DataFrame) -> np.ndarray | None:
-        ok = curve[curve["ppl_after"] <= target * (1 + 1e-9)]
-        if ok.empty:
-            return None
-        return (ok["pretrain_flops"].to_numpy()[:, None] + n * ok["specialize_flops"].to_numpy()[:, None]).min(axis=0)
-
-    a, b = totals(own), totals(rival)
+    a, b = _costs_to_reach(own, target, n), _costs_to_reach(rival, target, n)
     if a is None or b is None or not (b <= a).any():
         return None
     return int(n[np.argmax(b <= a)])

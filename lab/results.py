@@ -200,24 +200,22 @@ class ResultStore:
         if unknown:
             raise LabError(f"{other} has columns this lab does not know ({', '.join(unknown)}); "
                            "update the lab before merging it")
+        # Rows without a key are not results a study reuses; ids are this store's own.
+        records = [r for r in (dict(zip(names, row)) for row in rows) if r["cache_key"] is not None]
         names = [n for n in names if n != "id"]
         db = self._connect()
         try:
             db.execute("BEGIN IMMEDIATE")
-            added = present = 0
-            for row in rows:
-                values = dict(zip(["id", *names], row))
-                if values["cache_key"] is None:  # rows without a key are not results a study reuses
-                    continue
-                cur = db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
-                                 f"VALUES ({', '.join('?' * len(names))})", [values[n] for n in names])
-                added += cur.rowcount
-                present += 1 - cur.rowcount
+            added = 0
+            for r in records:
+                added += db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
+                                    f"VALUES ({', '.join('?' * len(names))})", [r[n] for n in names]).rowcount
             db.execute("COMMIT")
         finally:
             db.close()
-        extras = [json.loads(dict(zip(["id", *names], r)).get("extra") or "{}") for r in rows]
-        return Merged(added, present, sorted({e["checkpoint_path"] for e in extras if e.get("checkpoint_path")}))
+        extras = [json.loads(r.get("extra") or "{}") for r in records]
+        return Merged(added, len(records) - added,
+                      sorted({e["checkpoint_path"] for e in extras if e.get("checkpoint_path")}))
 
     def load(self) -> pd.DataFrame:
         """All rows, oldest first; `extra` parsed into dicts."""
@@ -236,9 +234,10 @@ def missing_checkpoints(paths: list[str], scale: str) -> list[str]:
     (SLM-is) is only found again by a study here that has the same files."""
     here = scale_dir(scale) / "checkpoints"
     missing = set()
-    for path in map(Path, paths):
-        if "checkpoints" in path.parts:
-            rel = Path(*path.parts[len(path.parts) - path.parts[::-1].index("checkpoints"):])
+    for parts in (Path(p).parts for p in paths):
+        if "checkpoints" in parts:
+            after_last = len(parts) - parts[::-1].index("checkpoints")
+            rel = Path(*parts[after_last:])
             if not (here / rel / "meta.json").exists():
                 missing.add(str(rel))
     return sorted(missing)
