@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lab import cluster, embed
-from lab.corpus import corpus_dir, load_corpus
-from lab.tokens import window_starts
+from lab.data import cluster, embed
+from lab.data.corpus import corpus_dir, load_corpus
+from lab.data.tokens import window_starts
 
 
 def synthetic_stream(n_windows: int, context: int, seed: int = 0, topics: int = 16, vocab: int = 20_000):

@@ -19,12 +19,12 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from lab import costs
+from lab.nn import costs
 from lab.device import pick_device
-from lab.mixture import BatchedGPT, ExpertSampler, expert_starts
-from lab.model import GPT, model_config, train_config
-from lab.tokens import BatchSampler, window_starts
-from lab.train import Trainer, seed_everything
+from lab.nn.mixture import BatchedGPT, ExpertSampler, expert_starts
+from lab.nn.model import GPT, model_config, train_config
+from lab.data.tokens import BatchSampler, window_starts
+from lab.training.train import Trainer, seed_everything
 
 
 def best_rates(trainers: dict[str, Trainer], seconds: float, windows: int = 4) -> dict[str, float]:

@@ -22,13 +22,13 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from lab import costs
+from lab.nn import costs
 from lab.device import pick_device
-from lab.hypernet import HyperGPT, RoutedSampler, param_count_hypernet
+from lab.nn.hypernet import HyperGPT, RoutedSampler, param_count_hypernet
 from lab.methods.hypernet import hyper_config
-from lab.model import GPT, model_config, param_count_formula, train_config
-from lab.tokens import BatchSampler, window_starts
-from lab.train import Trainer
+from lab.nn.model import GPT, model_config, param_count_formula, train_config
+from lab.data.tokens import BatchSampler, window_starts
+from lab.training.train import Trainer
 
 
 def make_trainer(model, sampler, scale: str, device: torch.device) -> Trainer:

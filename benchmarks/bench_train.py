@@ -18,11 +18,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from lab import costs
+from lab.nn import costs
 from lab.device import pick_device
-from lab.model import GPT, GPTConfig, model_config, param_count_formula, train_config
-from lab.tokens import BatchSampler
-from lab.train import Trainer
+from lab.nn.model import GPT, GPTConfig, model_config, param_count_formula, train_config
+from lab.data.tokens import BatchSampler
+from lab.training.train import Trainer
 
 
 def sync(device: torch.device) -> None:

@@ -20,8 +20,8 @@ def _add_scale(p: argparse.ArgumentParser, default: str = "default") -> None:
 
 
 def cmd_data_build(args) -> int:
-    from .corpus import build
-    from .report import build_summary
+    from .data.corpus import build
+    from .analysis.corpus import build_summary
 
     manifest = build(args.scale, force=args.force)
     print(build_summary(manifest))
@@ -29,7 +29,7 @@ def cmd_data_build(args) -> int:
 
 
 def cmd_data_fetch(args) -> int:
-    from .sources import SOURCES, fetch_all
+    from .data.sources import SOURCES, fetch_all
 
     skipped = fetch_all(list(SOURCES.values()))
     for name in SOURCES:
@@ -76,8 +76,8 @@ def cmd_specialize(args) -> int:
 def cmd_cluster(args) -> int:
     import time
 
-    from .cluster import cluster_corpus
-    from .corpus import load_corpus
+    from .data.cluster import cluster_corpus
+    from .data.corpus import load_corpus
 
     t0 = time.perf_counter()
     c = cluster_corpus(load_corpus(args.scale), method=args.method, ks=args.k or None,
@@ -91,8 +91,8 @@ def cmd_cluster(args) -> int:
 def cmd_domain_histogram(args) -> int:
     import math
 
-    from .cluster import cluster_corpus, corpus_decode, entropy
-    from .corpus import load_corpus, load_domain
+    from .data.cluster import cluster_corpus, corpus_decode, entropy
+    from .data.corpus import load_corpus, load_domain
 
     corpus = load_corpus(args.scale)
     domain = load_domain(args.domain, args.scale)
@@ -138,7 +138,7 @@ def cmd_study(args) -> int:
 
 
 def cmd_results_merge(args) -> int:
-    from .results import ResultStore, missing_checkpoints
+    from .methods.store import ResultStore, missing_checkpoints
 
     store = ResultStore.for_scale(args.scale)
     for path in args.paths:
@@ -154,8 +154,8 @@ def cmd_results_merge(args) -> int:
 
 
 def cmd_data_info(args) -> int:
-    from .corpus import load_corpus
-    from .report import corpus_table
+    from .data.corpus import load_corpus
+    from .analysis.corpus import corpus_table
 
     corpus = load_corpus(args.scale)
     if args.json:

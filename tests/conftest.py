@@ -40,7 +40,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def tiny_corpus():
     """The real tiny corpus, built once per test session (about 40 s)."""
-    from lab.corpus import build, load_corpus
+    from lab.data.corpus import build, load_corpus
 
     build("tiny")
     return load_corpus("tiny")

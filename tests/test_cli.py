@@ -15,7 +15,7 @@ def test_missing_corpus_is_one_clear_line(tmp_path, monkeypatch, capsys):
 
 
 def test_data_info_json(tmp_path, monkeypatch, capsys):
-    from lab.corpus import build
+    from lab.data.corpus import build
 
     build("tiny")
     assert main(["data", "info", "--scale", "tiny", "--json"]) == 0

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from lab import cluster, embed
-from lab.cluster import Clustering, cluster_corpus, describe_domains, fit_clustering
+from lab.data import cluster, embed
+from lab.data.cluster import Clustering, cluster_corpus, describe_domains, fit_clustering
 from lab.errors import LabError
-from lab.importance import domain_importance_sampler
+from lab.training.importance import domain_importance_sampler
 
 CONTEXT = 32
 TOPICS = 4

@@ -5,9 +5,9 @@ import random
 import numpy as np
 import pytest
 
-import lab.sources
-from lab import corpus as C
-from lab.documents import Document
+import lab.data.sources
+from lab.data import corpus as C
+from lab.data.documents import Document
 from lab.errors import LabError
 
 TOPICS = {
@@ -240,7 +240,7 @@ def test_user_domain_is_cached_and_checks_its_tokenizer(built, monkeypatch, tmp_
     monkeypatch.setattr(C, "split_documents", lambda *a, **k: pytest.fail("re-split a cached domain"))
     np.testing.assert_array_equal(C.load_domain(str(folder), "tiny").train, first.train)
 
-    from lab.userdata import user_domain_name
+    from lab.data.userdata import user_domain_name
 
     meta_path = C.scale_dir("tiny") / "domains" / user_domain_name(folder) / "meta.json"
     meta = json.loads(meta_path.read_text())

@@ -3,8 +3,8 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab import costs
-from lab.model import GPT, GPTConfig, model_config
+from lab.nn import costs
+from lab.nn.model import GPT, GPTConfig, model_config
 
 CFG = GPTConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_mlp=40)
 

@@ -8,12 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab import costs
-from lab.distill import Distiller, distillation_loss
+from lab.nn import costs
+from lab.training.distill import Distiller, distillation_loss
 from lab.errors import LabError
-from lab.finetune import FinetuneConfig, finetune
-from lab.model import GPT, GPTConfig
-from lab.train import next_token_loss, seed_everything
+from lab.training.finetune import FinetuneConfig, finetune
+from lab.nn.model import GPT, GPTConfig
+from lab.training.train import next_token_loss, seed_everything
 
 STUDENT = GPTConfig(vocab_size=64, context=16, n_layer=1, n_head=2, d_model=16)
 TEACHER = GPTConfig(vocab_size=64, context=16, n_layer=1, n_head=2, d_model=32)
@@ -95,8 +95,8 @@ def test_bad_options_are_one_clear_error():
 def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
     from lab import methods
     from lab.cli import main
-    from lab.model import model_config
-    from lab.train import load_model
+    from lab.nn.model import model_config
+    from lab.training.train import load_model
 
     args = ["specialize", "--method", "slm-d", "--domain", "legal", "--set-tokens", "1000", "--scale", "tiny",
             "--alpha", "0.3", "--temperature", "2", "--json"]
@@ -125,8 +125,8 @@ def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
     assert math.isfinite(row["ppl_after"]) and row["ppl_after"] <= row["ppl_before"] * 1.01
 
     # A stored llm row without kept weights: asking to keep them fine-tunes again, deterministically.
-    from lab.evaluate import evaluate
-    from lab.runs import specialize_run
+    from lab.training.evaluate import evaluate
+    from lab.methods.runs import specialize_run
     dom = tiny_corpus.domain("code")
     call = (teacher["checkpoint"], "llm", "tiny", "code", dom.set(1000), dom.validation, dom.test)
     plain = specialize_run(*call, method="llm", progress=False)

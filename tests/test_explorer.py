@@ -2,7 +2,7 @@
 import pandas as pd
 import pytest
 
-from lab import explorer
+from lab.analysis import decisions as explorer
 from lab.errors import LabError
 
 SLM, LLM = 1e5, 4e5  # inference FLOPs per token

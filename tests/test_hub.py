@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lab.errors import LabError
-from lab.hub import PAPER_DOMAINS, PAPER_GENERIC, UNCOPYRIGHTED_DOMAINS, HubSpec, is_remote, stream_documents
+from lab.data.hub import PAPER_DOMAINS, PAPER_GENERIC, UNCOPYRIGHTED_DOMAINS, HubSpec, is_remote, stream_documents
 
 
 @pytest.fixture

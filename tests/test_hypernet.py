@@ -9,14 +9,13 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab import costs
+from lab.nn import costs
 from lab.errors import LabError
-from lab.evaluate import evaluate
-from lab.hypernet import (HyperConfig, HyperGPT, RoutedSampler, evaluate_routed, load_hypernet,
-                          param_count_hypernet)
-from lab.model import GPT, TrainConfig
-from lab.tokens import window_starts
-from lab.train import Trainer, load_model, save_model, seed_everything
+from lab.training.evaluate import evaluate
+from lab.nn.hypernet import HyperConfig, HyperGPT, RoutedSampler, evaluate_routed, load_hypernet, param_count_hypernet
+from lab.nn.model import GPT, TrainConfig
+from lab.data.tokens import window_starts
+from lab.training.train import Trainer, load_model, save_model, seed_everything
 
 CFG = HyperConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_mlp=40,
                   n_experts=5, code_dim=3, bank_size=4)
@@ -192,7 +191,7 @@ def test_checkpoint_round_trip(tmp_path):
 def test_specialize_row_and_cache(tiny_corpus):
     from lab import methods
     from lab.methods.hypernet import hyper_config
-    from lab.model import model_config, train_config
+    from lab.nn.model import model_config, train_config
 
     scale, domain = "tiny", "legal"
     set_tokens = min(tiny_corpus.scale.set_tokens)

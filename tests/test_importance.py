@@ -4,8 +4,8 @@ import pytest
 from scipy.stats import chisquare
 
 from lab.errors import LabError
-from lab.importance import importance_sampler, importance_weights
-from lab.tokens import window_starts
+from lab.training.importance import importance_sampler, importance_weights
+from lab.data.tokens import window_starts
 
 CONTEXT = 16
 

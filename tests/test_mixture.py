@@ -4,13 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from lab import costs
+from lab.nn import costs
 from lab.errors import LabError
-from lab.mixture import (BatchedGPT, ExpertSampler, expert_seed, expert_starts, experts_in, extract, load_mixture,
-                         pretrain_mixture, route, routed_evaluate)
-from lab.model import GPT, GPTConfig, TrainConfig, model_config
-from lab.tokens import BatchSampler, window_starts
-from lab.train import Trainer, load_model, read_meta, seed_everything
+from lab.nn.mixture import BatchedGPT, ExpertSampler, expert_seed, expert_starts, experts_in, extract, load_mixture, pretrain_mixture, route, routed_evaluate
+from lab.nn.model import GPT, GPTConfig, TrainConfig, model_config
+from lab.data.tokens import BatchSampler, window_starts
+from lab.training.train import Trainer, load_model, read_meta, seed_everything
 
 CFG = GPTConfig(vocab_size=128, context=16, n_layer=2, n_head=2, d_model=16)
 K = 3
@@ -155,7 +154,7 @@ def test_crossover_finds_where_the_mixture_starts_to_win():
 def test_specialize_slm_mix_row_and_cache(tiny_corpus):
     from lab import methods
     from lab.methods.mixture import EXPERT_METHOD
-    from lab.results import load_results
+    from lab.methods.store import load_results
 
     rows = methods.pretrain("slm-mix", "tiny", progress=False)
     assert [r["pretrain_flops"] for r in rows] == sorted(r["pretrain_flops"] for r in rows)

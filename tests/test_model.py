@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from lab.errors import LabError
-from lab.evaluate import evaluate, macro_perplexity
-from lab.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula, train_config
+from lab.training.evaluate import evaluate, macro_perplexity
+from lab.nn.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula, train_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -2,7 +2,7 @@
 import json
 import math
 
-from lab.cluster import default_ks
+from lab.data.cluster import default_ks
 from lab.notebooks import run_notebooks
 
 

@@ -6,7 +6,7 @@ from lab.notebooks import run_notebooks
 
 
 def test_notebook_06_distillation(tiny_corpus, tmp_path):
-    from lab.results import load_results
+    from lab.methods.store import load_results
 
     run_notebooks("tiny", tmp_path, ["06"], cell_timeout=600,
                   parameters={"domains": "legal", "set_index": 0, "budgets": 2,

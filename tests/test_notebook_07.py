@@ -5,7 +5,7 @@ import math
 import pytest
 
 from lab import study
-from lab.findings import FAILS, HOLDS, NOT_MEASURED
+from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED
 from lab.notebooks import run_notebooks
 
 # Two domains, two set sizes and two checkpoints keep the tiny study to a few minutes; SLM-is trains

@@ -3,7 +3,7 @@ import multiprocessing
 import numpy as np
 import pytest
 
-from lab.results import ResultStore, cached_run, code_version, data_hash, load_results, stable_hash
+from lab.methods.store import ResultStore, cached_run, code_version, data_hash, load_results, stable_hash
 
 
 def write_rows(path, writer, n, start):

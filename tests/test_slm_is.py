@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from lab import costs, methods
-from lab.corpus import load_corpus
+from lab.nn import costs
+from lab import methods
+from lab.data.corpus import load_corpus
 from lab.errors import LabError
 from lab.methods import importance as slm_is
-from lab.model import model_config, train_config
+from lab.nn.model import model_config, train_config
 
 DOMAIN = "medicine"
 SCALE = "tiny"

@@ -8,11 +8,11 @@ import zlib
 import pytest
 
 from lab.errors import LabError
-from lab.sources import SOURCES, Source, SourceUnavailable, dictd, fetch_all, manpages, manuals, sword
-from lab.sources.fetch import PypiSource
-from lab.sources.pypi import strip_gutenberg
-from lab.sources.text import html_pieces, merge_short, normalise, pack
-from lab.sources.wikitext import wiki_to_text
+from lab.data.sources import SOURCES, Source, SourceUnavailable, dictd, fetch_all, manpages, manuals, sword
+from lab.data.sources.fetch import PypiSource
+from lab.data.sources.pypi import strip_gutenberg
+from lab.data.sources.text import html_pieces, merge_short, normalise, pack
+from lab.data.sources.wikitext import wiki_to_text
 
 LIMIT = 150_000
 
@@ -158,7 +158,7 @@ def _read_tiny(archive):
 
 
 def test_pypi_fetch_is_pinned_cached_and_atomic(monkeypatch, tmp_path):
-    from lab.sources.fetch import sha256_file
+    from lab.data.sources.fetch import sha256_file
 
     monkeypatch.setenv("LAB_RAW", str(tmp_path / "raw"))
     wheels = tmp_path / "wheels"

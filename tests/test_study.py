@@ -13,9 +13,9 @@ import pytest
 
 from lab import methods, study
 from lab.errors import LabError
-from lab.findings import FAILS, HOLDS, NOT_MEASURED, compute_findings, table8
-from lab.model import train_config
-from lab.results import ResultStore, cached_run
+from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED, compute_findings, table8
+from lab.nn.model import train_config
+from lab.methods.store import ResultStore, cached_run
 
 
 def test_plan_orders_and_prices_the_steps(tiny_corpus):
@@ -228,7 +228,7 @@ def test_findings_follow_the_numbers():
 
 
 def test_break_even_compares_costs_at_equal_perplexity():
-    from lab.findings import _break_even
+    from lab.analysis.findings import _break_even
 
     own = pd.DataFrame({"pretrain_flops": [0.0, 0.0], "specialize_flops": [1e12, 1e11], "ppl_after": [50.0, 90.0]})
     rival = pd.DataFrame({"pretrain_flops": [1e13], "specialize_flops": [1e10], "ppl_after": [50.0]})

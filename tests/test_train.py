@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from lab.evaluate import evaluate
-from lab.finetune import finetune, finetune_config, FinetuneConfig
-from lab.model import GPT, GPTConfig, TrainConfig, model_config, train_config
+from lab.training.evaluate import evaluate
+from lab.training.finetune import finetune, finetune_config, FinetuneConfig
+from lab.nn.model import GPT, GPTConfig, TrainConfig, model_config, train_config
 from lab.scales import get_scale
-from lab.tokens import BatchSampler
-from lab.train import Trainer, load_model, pretrain, read_meta, seed_everything
+from lab.data.tokens import BatchSampler
+from lab.training.train import Trainer, load_model, pretrain, read_meta, seed_everything
 
 CFG = GPTConfig(vocab_size=256, context=32, n_layer=2, n_head=2, d_model=32)
 
@@ -173,8 +173,8 @@ def test_named_scale_trains(tmp_path):
 
 
 def test_runs_are_cached(tmp_path):
-    from lab.results import ResultStore
-    from lab.runs import pretrain_run, specialize_run
+    from lab.methods.store import ResultStore
+    from lab.methods.runs import pretrain_run, specialize_run
     store = ResultStore(tmp_path / "r.sqlite")
     cfg = model_config("slm", "tiny")
     tokens = zipf_tokens(30_000, vocab=cfg.vocab_size)

@@ -5,9 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lab.errors import LabError
-from lab.userdata import (
-    BIG_FILE_CHARS, PIECE_MAX_CHARS, PIECE_MIN_CHARS, read_user_documents, split_text, user_domain_name,
-)
+from lab.data.userdata import BIG_FILE_CHARS, PIECE_MAX_CHARS, PIECE_MIN_CHARS, read_user_documents, split_text, user_domain_name
 
 
 def write(path, text):

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..corpus import GENERIC, Domain, load_corpus, load_domain
+from ..data.corpus import GENERIC, Domain, load_corpus, load_domain
 from ..errors import LabError
-from ..train import read_meta
+from ..training.train import read_meta
 
 
 def generic_streams(scale: str):

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from .. import costs, runs
+from ..nn import costs
+from . import runs
 from ..device import device_name, pick_device
-from ..evaluate import evaluate
-from ..finetune import finetune, finetune_config
-from ..model import GPT, model_config, train_config
-from ..results import ResultStore, cached_run, data_hash
-from ..train import load_model, read_meta, seed_everything
+from ..training.evaluate import evaluate
+from ..training.finetune import finetune, finetune_config
+from ..nn.model import GPT, model_config, train_config
+from .store import ResultStore, cached_run, data_hash
+from ..training.train import load_model, read_meta, seed_everything
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 
 

@@ -24,13 +24,15 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from .. import costs, methods, runs
+from ..nn import costs
+from .. import methods
+from . import runs
 from ..device import device_name, pick_device
-from ..distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, check_options
-from ..evaluate import evaluate
-from ..finetune import finetune, finetune_config
-from ..results import ResultStore, cached_run, data_hash
-from ..train import load_model
+from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, check_options
+from ..training.evaluate import evaluate
+from ..training.finetune import finetune, finetune_config
+from .store import ResultStore, cached_run, data_hash
+from ..training.train import load_model
 from .common import domain_data, pick_checkpoint
 
 

@@ -43,17 +43,18 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .. import costs, runs
-from ..cluster import cluster_corpus, corpus_decode, default_ks, entropy
-from ..corpus import load_corpus
+from ..nn import costs
+from . import runs
+from ..data.cluster import cluster_corpus, corpus_decode, default_ks, entropy
+from ..data.corpus import load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
-from ..evaluate import evaluate, macro_perplexity
-from ..finetune import finetune_config
-from ..hypernet import HyperConfig, HyperGPT, RoutedSampler, load_hypernet, param_count_hypernet, routed_evaluator
-from ..model import model_config, param_count_formula, train_config
-from ..results import ResultStore, cached_run, data_hash, stable_hash
-from ..train import load_model, pretrain as train_pretrain, read_meta, save_model
+from ..training.evaluate import evaluate, macro_perplexity
+from ..training.finetune import finetune_config
+from ..nn.hypernet import HyperConfig, HyperGPT, RoutedSampler, load_hypernet, param_count_hypernet, routed_evaluator
+from ..nn.model import model_config, param_count_formula, train_config
+from .store import ResultStore, cached_run, data_hash, stable_hash
+from ..training.train import load_model, pretrain as train_pretrain, read_meta, save_model
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 
 SHAPES = {"tiny": (4, 4, 4), "default": (16, 8, 8), "paper": (32, 16, 16)}

@@ -54,20 +54,20 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .. import costs
-from ..cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
-from ..corpus import GENERIC, Domain, load_corpus
+from ..nn import costs
+from ..data.cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
+from ..data.corpus import GENERIC, Domain, load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
-from ..evaluate import evaluate
-from ..finetune import finetune, finetune_config
-from ..importance import ImportanceWeights, importance_weights
-from ..model import model_config, train_config
+from ..training.evaluate import evaluate
+from ..training.finetune import finetune, finetune_config
+from ..training.importance import ImportanceWeights, importance_weights
+from ..nn.model import model_config, train_config
 from ..paths import scale_dir
-from ..results import ResultStore, cached_run, data_hash, stable_hash
-from ..runs import file_hash
-from ..tokens import BatchSampler, window_starts
-from ..train import budget_steps, checkpoint_name, load_model, pretrain, read_meta
+from .store import ResultStore, cached_run, data_hash, stable_hash
+from .runs import file_hash
+from ..data.tokens import BatchSampler, window_starts
+from ..training.train import budget_steps, checkpoint_name, load_model, pretrain, read_meta
 from .common import checkpoint_rows, domain_data
 
 WEIGHTS = ("histogram", "top")

@@ -31,17 +31,18 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import costs, runs
-from ..cluster import cluster_corpus, corpus_decode, default_ks, entropy
-from ..corpus import load_corpus
+from ..nn import costs
+from . import runs
+from ..data.cluster import cluster_corpus, corpus_decode, default_ks, entropy
+from ..data.corpus import load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
-from ..evaluate import evaluate
-from ..finetune import finetune_config
-from ..mixture import BatchedGPT, extract, load_mixture, pretrain_mixture, routed_evaluate
-from ..model import model_config, train_config
-from ..results import ResultStore, cached_run, data_hash
-from ..train import read_meta
+from ..training.evaluate import evaluate
+from ..training.finetune import finetune_config
+from ..nn.mixture import BatchedGPT, extract, load_mixture, pretrain_mixture, routed_evaluate
+from ..nn.model import model_config, train_config
+from .store import ResultStore, cached_run, data_hash
+from ..training.train import read_meta
 from .common import domain_data, generic_streams, pick_checkpoint
 
 DEFAULT_EXPERTS = {"tiny": 4, "default": 4, "paper": 16}

@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .device import autocast, autocast_dtype
-from .errors import LabError
-from .tokens import eval_batches
+from ..device import autocast, autocast_dtype
+from ..errors import LabError
+from ..data.tokens import eval_batches
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .model import GPT, TrainConfig, train_config
-from .progress import hidden
-from .scales import get_scale
-from .tokens import BatchSampler
+from ..nn.model import GPT, TrainConfig, train_config
+from ..progress import hidden
+from ..scales import get_scale
+from ..data.tokens import BatchSampler
 from .train import LossFn, Trainer, next_token_loss
 
 

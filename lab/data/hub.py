@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from .documents import Document
-from .errors import LabError
+from ..errors import LabError
 
 LOCAL_BUILDERS = ("json", "parquet", "text", "csv", "arrow")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")

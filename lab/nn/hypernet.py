@@ -41,11 +41,11 @@ import torch.nn.functional as F
 from safetensors.torch import load_model as load_safetensors
 
 from . import costs
-from .errors import LabError
-from .evaluate import Eval, evaluate
+from ..errors import LabError
+from ..training.evaluate import Eval, evaluate
 from .model import GPT, CausalSelfAttention, GPTConfig, param_count_formula
-from .tokens import BatchSampler, window_starts
-from .train import read_meta
+from ..data.tokens import BatchSampler, window_starts
+from ..training.train import read_meta
 
 
 @dataclass(frozen=True)

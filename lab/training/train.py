@@ -43,13 +43,14 @@ import torch
 from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
 from tqdm.auto import tqdm
 
-from . import atomic, costs
-from .device import autocast, autocast_dtype, device_name, pick_device
-from .errors import LabError
+from .. import atomic
+from ..nn import costs
+from ..device import autocast, autocast_dtype, device_name, pick_device
+from ..errors import LabError
 from .evaluate import Eval, evaluate
-from .model import GPT, GPTConfig, TrainConfig
-from .progress import hidden
-from .tokens import BatchSampler
+from ..nn.model import GPT, GPTConfig, TrainConfig
+from ..progress import hidden
+from ..data.tokens import BatchSampler
 
 LossFn = Callable[..., torch.Tensor]
 """`loss_fn(model, x, y, *route)`: `route` is whatever else the sampler's batch holds (expert ids)."""

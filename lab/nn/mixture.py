@@ -36,11 +36,11 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_model as load_safetensors
 
-from .cluster import check_window_ids, cluster_starts
-from .errors import LabError
+from ..data.cluster import check_window_ids, cluster_starts
+from ..errors import LabError
 from .model import GPT, GPTConfig, TrainConfig
-from .tokens import BatchSampler, window_starts
-from .train import pretrain, read_meta, save_model
+from ..data.tokens import BatchSampler, window_starts
+from ..training.train import pretrain, read_meta, save_model
 
 
 class BatchedLinear(nn.Module):

@@ -29,9 +29,9 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import atomic
+from .. import atomic
 from .embed import Embedder, load_embedder, make_embedder, window_texts
-from .errors import LabError
+from ..errors import LabError
 from .tokens import BatchSampler, window_starts
 
 FORMAT = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import atomic
+from .. import atomic
 
 DTYPE = np.uint16
 

@@ -52,15 +52,16 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import atomic, costs, methods
-from .corpus import load_corpus
-from .errors import LabError
-from .finetune import finetune_config
-from .model import model_config, train_config
-from .paths import scale_dir
-from .progress import hidden
-from .results import load_results
-from .scales import get_scale
+from .. import atomic, methods
+from ..nn import costs
+from ..data.corpus import load_corpus
+from ..errors import LabError
+from ..training.finetune import finetune_config
+from ..nn.model import model_config, train_config
+from ..paths import scale_dir
+from ..progress import hidden
+from ..methods.store import load_results
+from ..scales import get_scale
 
 ORDER = ("slm-generic", "slm", "slm-nopt", "slm-d", "llm", "slm-mix", "slm-hn", "slm-is")
 """Run order. SLM-d comes before the LLM: it fine-tunes the teacher keeping its weights,

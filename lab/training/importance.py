@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster import check_window_ids, corpus_decode
-from .errors import LabError
-from .tokens import BatchSampler, window_starts
+from ..data.cluster import check_window_ids, corpus_decode
+from ..errors import LabError
+from ..data.tokens import BatchSampler, window_starts
 
 
 @dataclass

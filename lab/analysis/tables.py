@@ -7,7 +7,7 @@ from typing import Sequence
 import pandas as pd
 from tqdm.auto import tqdm
 
-from . import methods
+from .. import methods
 
 
 def _run(method: str, domains: Sequence[str], set_sizes: Sequence[int], scale: str, seed: int,

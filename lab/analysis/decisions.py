@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .errors import LabError
+from ..errors import LabError
 
 SLACK = 1e-6
 """Relative tolerance on budgets: checkpoints of "equal" budgets differ in the last digits."""
@@ -213,7 +213,7 @@ class BudgetExplorer:
         return _feasible(self.points, **self.budgets)
 
     def figure(self):
-        from .plots.budgets import explorer_view
+        from ..plots.budgets import explorer_view
 
         return explorer_view(self.points, self.budgets, self.recommendation, self.feasible())
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .documents import Document
-from .errors import LabError
+from ..errors import LabError
 
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".parquet")

@@ -28,11 +28,11 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import costs
-from .device import autocast, autocast_dtype
-from .errors import LabError
-from .model import GPT
-from .progress import hidden
+from ..nn import costs
+from ..device import autocast, autocast_dtype
+from ..errors import LabError
+from ..nn.model import GPT
+from ..progress import hidden
 
 DEFAULT_ALPHA = 0.5
 DEFAULT_TEMPERATURE = 1.0
@@ -117,7 +117,7 @@ def study(scale: str, domains: Sequence[str], set_sizes: Sequence[int], *, seed:
     teacher_flops (SLM-d only, else 0), pretrain_flops (all pretraining), specialize_flops,
     ppl_before, ppl_after, student_sweep, teacher_sweep, cached, seconds.
     """
-    from . import methods
+    from .. import methods
 
     check_options(alpha, temperature)
     if budgets < 0:
@@ -155,7 +155,7 @@ def study(scale: str, domains: Sequence[str], set_sizes: Sequence[int], *, seed:
 
 
 def _budgets(method: str, scale: str, seed: int, progress: bool) -> list[float]:
-    from . import methods
+    from .. import methods
 
     return sorted(r["pretrain_flops"] for r in methods.pretrain(method, scale, seed=seed, progress=progress))
 

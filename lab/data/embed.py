@@ -25,8 +25,8 @@ from typing import Callable, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import atomic
-from .errors import LabError
+from .. import atomic
+from ..errors import LabError
 from .tokens import window_starts
 
 METHODS = ("tfidf", "sbert")

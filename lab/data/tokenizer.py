@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 from tokenizers import Tokenizer as _HFTokenizer
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from . import atomic
-from .errors import LabError
+from .. import atomic
+from ..errors import LabError
 
 EOT = "<|endoftext|>"
 

@@ -20,9 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from ..atomic import atomic_dir
-from ..errors import LabError
-from ..paths import raw_dir
+from ...atomic import atomic_dir
+from ...errors import LabError
+from ...paths import raw_dir
 from .base import Extract, Source, SourceUnavailable
 
 try:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .study import StudyResults, macro_points
+from ..study import StudyResults, macro_points
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 SMALL = ("slm", "slm-mix", "slm-hn", "slm-is", "slm-d")
@@ -345,7 +345,7 @@ def finding7(d: _Data) -> Finding:
 
 
 def finding8(d: _Data) -> Finding:
-    from .explorer import recommend
+    from .decisions import recommend
 
     f = Finding(8, "Decision rule: large inference budget -> large model; small inference budget and large "
                    "specialization budget -> importance sampling; both small -> hyper-network or mixture.",

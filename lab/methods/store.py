@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping, NamedTuple
 import numpy as np
 import pandas as pd
 
-from .errors import LabError
-from .paths import REPO, scale_dir
+from ..errors import LabError
+from ..paths import REPO, scale_dir
 
 COLUMNS: dict[str, str] = {
     "method": "TEXT",
@@ -90,7 +90,7 @@ def code_version() -> str:
     except (OSError, subprocess.SubprocessError):
         describe = "nogit"
     h = hashlib.sha256()
-    lab = Path(__file__).resolve().parent
+    lab = Path(__file__).resolve().parent.parent
     for path in sorted(lab.rglob("*.py")):
         h.update(str(path.relative_to(lab)).encode())
         h.update(path.read_bytes())

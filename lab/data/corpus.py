@@ -31,11 +31,12 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import atomic, leakage
+from .. import atomic
+from . import leakage
 from .documents import Document
-from .errors import LabError
-from .paths import scale_dir
-from .scales import DataScale, get_scale
+from ..errors import LabError
+from ..paths import scale_dir
+from ..scales import DataScale, get_scale
 from .tokenizer import Tokenizer, train_tokenizer
 from .tokens import load_tokens, save_tokens
 

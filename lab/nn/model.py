@@ -20,8 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import costs
-from .errors import LabError
-from .scales import get_scale
+from ..errors import LabError
+from ..scales import get_scale
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from .documents import Document
-from .scales import DataScale
+from ..scales import DataScale
 
 log = logging.getLogger(__name__)
 

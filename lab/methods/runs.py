@@ -18,14 +18,14 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import costs
-from .device import device_name, pick_device
-from .evaluate import evaluate
-from .finetune import FinetuneConfig, finetune, finetune_config
-from .model import GPTConfig, TrainConfig, model_config, train_config
-from .paths import scale_dir
-from .results import ResultStore, cached_run, data_hash, stable_hash
-from .train import load_model, pretrain, read_meta, save_model
+from ..nn import costs
+from ..device import device_name, pick_device
+from ..training.evaluate import evaluate
+from ..training.finetune import FinetuneConfig, finetune, finetune_config
+from ..nn.model import GPTConfig, TrainConfig, model_config, train_config
+from ..paths import scale_dir
+from .store import ResultStore, cached_run, data_hash, stable_hash
+from ..training.train import load_model, pretrain, read_meta, save_model
 
 
 def checkpoint_root(kind: str, scale: str, model_cfg: GPTConfig, train_cfg: TrainConfig, data: str) -> Path:

@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from .model import GPTConfig, non_embedding_params, param_count_formula
-from .train import read_meta
+from ..nn.model import GPTConfig, non_embedding_params, param_count_formula
+from ..training.train import read_meta
 
 
 def curve(method: str, rows: list[dict]) -> pd.DataFrame:
