@@ -21,8 +21,10 @@ import torch
 
 from lab.nn import costs
 from lab.device import pick_device
-from lab.nn.mixture import BatchedGPT, ExpertSampler, expert_starts
-from lab.nn.model import GPT, model_config, train_config
+from lab.nn.mixture import BatchedGPT
+from lab.training.routing import ExpertSampler, expert_starts
+from lab.nn.model import GPT, model_config
+from lab.training.train import train_config
 from lab.data.tokens import BatchSampler, window_starts
 from lab.training.train import Trainer, seed_everything
 

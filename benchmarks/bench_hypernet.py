@@ -24,9 +24,11 @@ import torch
 
 from lab.nn import costs
 from lab.device import pick_device
-from lab.nn.hypernet import HyperGPT, RoutedSampler, param_count_hypernet
+from lab.nn.hypernet import HyperGPT, param_count_hypernet
+from lab.training.routing import RoutedSampler
 from lab.methods.hypernet import hyper_config
-from lab.nn.model import GPT, model_config, param_count_formula, train_config
+from lab.nn.model import GPT, model_config, param_count_formula
+from lab.training.train import train_config
 from lab.data.tokens import BatchSampler, window_starts
 from lab.training.train import Trainer
 

@@ -20,7 +20,8 @@ import torch
 
 from lab.nn import costs
 from lab.device import pick_device
-from lab.nn.model import GPT, GPTConfig, model_config, param_count_formula, train_config
+from lab.nn.model import GPT, GPTConfig, model_config, param_count_formula
+from lab.training.train import train_config
 from lab.data.tokens import BatchSampler
 from lab.training.train import Trainer
 

@@ -11,7 +11,7 @@ import logging
 import sys
 
 from .errors import LabError
-from .scales import SCALES
+from .scales import SCALES, get_scale
 
 
 def _add_scale(p: argparse.ArgumentParser, default: str = "default") -> None:
@@ -37,10 +37,20 @@ def cmd_data_fetch(args) -> int:
     return 0
 
 
+def _method_flags() -> dict[str, tuple]:
+    """Every method option of the registry: name -> (option, the methods that take it)."""
+    from .methods import METHODS
+
+    flags: dict[str, tuple] = {}
+    for m in METHODS.values():
+        for o in m.options:
+            flags[o.name] = (flags.get(o.name, (o,))[0], flags.get(o.name, (o, ()))[1] + (m.name,))
+    return flags
+
+
 def _method_options(args) -> dict:
     """Method-specific flags the user set (the others keep each method's default)."""
-    names = ("experts", "selection", "k", "alpha", "temperature", "instantiate", "spec_flops", "teacher_flops")
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+    return {n: getattr(args, n) for n in _method_flags() if getattr(args, n, None) is not None}
 
 
 def cmd_pretrain(args) -> int:
@@ -171,18 +181,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     _add_scale(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print the result as JSON")
-    p.add_argument("--experts", type=int, help="slm-mix / slm-hn: number of experts (clusters)")
-    p.add_argument("--selection", choices=["top", "loss", "all"],
-                   help="slm-mix: expert for the domain: most frequent cluster, lowest loss, or fine-tune all")
-    p.add_argument("--instantiate", choices=["top", "histogram"],
-                   help="slm-hn: from the domain's top cluster or its whole cluster histogram")
-    p.add_argument("--k", type=int, help="slm-is: clusters used for the importance weights")
-    p.add_argument("--spec-flops", type=float, help="slm-is: specialization budget for training on the resampled "
-                                                    "generic corpus (FLOPs)")
-    p.add_argument("--alpha", type=float, help="slm-d: weight of the teacher term in the loss")
-    p.add_argument("--temperature", type=float, help="slm-d: temperature of the teacher's distribution")
-    p.add_argument("--teacher-flops", type=float, help="slm-d: the LLM teacher checkpoint nearest this pretraining "
-                                                       "budget (FLOPs; default: the largest)")
+    for option, takers in _method_flags().values():
+        p.add_argument(option.flag, type=option.type, choices=option.choices or None,
+                       help=f"{' / '.join(takers)}: {option.help}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .methods import METHODS
 
     p = sub.add_parser("pretrain", help="pretrain a method's generic model, with checkpoints at each budget")
-    p.add_argument("--method", required=True, choices=[m for m in METHODS if m in ("slm", "llm", "slm-d", "slm-mix", "slm-hn")])
+    p.add_argument("--method", required=True, choices=[name for name, m in METHODS.items() if m.pretrains])
     _add_common(p)
     p.set_defaults(fn=cmd_pretrain)
 
@@ -268,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if hasattr(args, "scale"):
+        args.scale = get_scale(args.scale)  # resolved once, passed down
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

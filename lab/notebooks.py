@@ -36,7 +36,7 @@ def run_notebooks(scale: str, out: str | Path | None = None, names: list[str] | 
         t0 = time.perf_counter()
         try:
             pm.execute_notebook(str(path), str(out / path.name), kernel_name="python3",
-                                parameters={"scale": scale, "out_dir": str(out), **(parameters or {})},
+                                parameters={"scale": str(scale), "out_dir": str(out), **(parameters or {})},
                                 cwd=str(NOTEBOOKS), execution_timeout=cell_timeout, progress_bar=False)
         except pm.PapermillExecutionError as e:
             raise LabError(f"notebook {path.name} failed in cell {e.exec_count}: {e.ename}: {e.evalue}. "

@@ -22,7 +22,7 @@ def raw_dir() -> Path:
 
 def scale_dir(scale: str) -> Path:
     """The built corpus, tokenizer and token streams of one scale."""
-    return data_root() / scale
+    return data_root() / str(scale)
 
 
 def output_dir(scale: str) -> Path:

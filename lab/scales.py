@@ -1,9 +1,17 @@
-"""Named scales: how much data, which vocabulary, what set sizes.
+"""Every per-scale number of the lab, resolved once into a `Scale` that is passed down.
 
 `tiny` runs in seconds (tests, CI), `default` is the embedded default for a
 laptop CPU, `paper` follows the paper's shapes and reads c4 and the Pile from
-the Hugging Face hub. Model shapes per scale live with the model
-(`lab.model`), which owns its configuration.
+the Hugging Face hub. A `Scale` holds the data (corpus, vocabulary, context,
+in-domain set sizes), the model shapes, the pretraining and fine-tuning
+recipes, the cluster and expert counts of the methods, and the study's curves.
+The components build their own configs from it (`lab.nn.model.model_config`,
+`lab.training.train.train_config`, `lab.training.finetune.finetune_config`);
+no other module asks which scale it is.
+
+Call `get_scale` once where a name comes in (the command line, a notebook's
+parameter) and pass the `Scale` on; functions that take a scale accept either
+and resolve names the same way.
 """
 from __future__ import annotations
 
@@ -13,7 +21,41 @@ from .errors import LabError
 
 
 @dataclass(frozen=True)
-class DataScale:
+class Shapes:
+    """Both models of a scale: the LLM keeps the SLM's depth, context and heads and is wider."""
+    n_layer: int
+    n_head: int
+    slm_width: int
+    llm_width: int
+
+
+@dataclass(frozen=True)
+class PretrainRecipe:
+    """The pretraining numbers that differ by scale (the rest are `TrainConfig`'s defaults)."""
+    slm_tokens: int
+    """Largest pretraining budget, in tokens of the scale's SLM; the LLM gets the same FLOPs."""
+    warmup_steps: int
+    batch_size: int = 8
+    micro_batch: int = 0
+    slm_lr: float = 3e-3
+    llm_lr: float = 3e-3
+    eval_every: int = 500
+    eval_tokens: int = 65_536
+    save_every: int = 2_000
+
+
+@dataclass(frozen=True)
+class FinetuneRecipe:
+    """Fine-tuning: sequences per batch, validation tokens per evaluation, the fewest steps the
+    cap allows, and the learning rate on the smallest set as a share of the pretraining rate."""
+    batch_size: int
+    eval_tokens: int
+    min_steps: int
+    lr_share: float
+
+
+@dataclass(frozen=True)
+class Scale:
     name: str
     vocab_size: int
     context: int
@@ -23,6 +65,29 @@ class DataScale:
     test_tokens: int
     source_chars: int | None
     """Cap on characters read from each source (None: all of it)."""
+    shapes: Shapes
+    pretrain: PretrainRecipe
+    finetune: FinetuneRecipe
+    cluster_ks: tuple[int, ...]
+    """k-means sizes clustered (and cached) together. The paper used 4-1024 (k=16 for mixtures,
+    32 for hyper-networks, 1024 for importance sampling); smaller corpora hold fewer windows
+    per cluster."""
+    mixture_experts: int
+    """SLM-mix's experts. The paper's main results use 16; at `default` the SLM is small and its
+    budget short, so 4 experts each get enough compute (docs/regime.md)."""
+    mixture_ablation: tuple[int, ...]
+    """Expert counts of the mixture ablation (the paper's Figure 11), among `cluster_ks`."""
+    hypernet: tuple[int, int, int]
+    """SLM-hn's (k experts, code size m, bank size h). The paper's main results use k = 32;
+    k must be one of `cluster_ks` to avoid re-clustering."""
+    hypernet_ablation: tuple[int, ...]
+    """Expert counts of the hyper-network ablation (the paper's Figure 7), at the scale's bank size."""
+    importance_k: int
+    """SLM-is's clusters (the paper used 1024)."""
+    curve_sets: tuple[int, ...] = (0,)
+    """The study's set sizes specialized from every checkpoint (indices into `set_tokens`)."""
+    curve_fractions: tuple[float, ...] | None = None
+    """The checkpoint shares those curves use (None: every checkpoint)."""
     generic_share: float = 0.3
     """Share of each domain source's documents given to the generic corpus."""
     tokenizer_sample_chars: int = 40_000_000
@@ -31,29 +96,63 @@ class DataScale:
     seed: int = 0
     extra: dict = field(default_factory=dict)
 
+    def __str__(self) -> str:
+        return self.name
 
-SCALES: dict[str, DataScale] = {
-    "tiny": DataScale(
+
+SCALES: dict[str, Scale] = {
+    "tiny": Scale(
         name="tiny", vocab_size=1024, context=64,
         set_tokens=(2_000, 16_000, 128_000), valid_tokens=16_000, test_tokens=16_000,
         source_chars=800_000, tokenizer_sample_chars=3_000_000,
+        shapes=Shapes(n_layer=2, n_head=2, slm_width=32, llm_width=88),
+        # 2M SLM tokens (about 20 s): pretraining must dwarf the largest in-domain set
+        # (128k tokens), or training on that set alone beats pretraining and every
+        # finding reverses even in the tests.
+        pretrain=PretrainRecipe(slm_tokens=2_000_000, warmup_steps=50, eval_tokens=8_192, save_every=0),
+        # The smallest set's 0.1 is what the tests were measured with.
+        finetune=FinetuneRecipe(batch_size=8, eval_tokens=16_384, min_steps=100, lr_share=0.1),
+        cluster_ks=(4, 16), mixture_experts=4, mixture_ablation=(4, 16),
+        hypernet=(4, 4, 4), hypernet_ablation=(4, 16), importance_k=4,
+        # The tests keep three of the five checkpoints on the curves.
+        curve_fractions=(1 / 16, 1 / 4, 1.0),
     ),
-    "default": DataScale(
+    "default": Scale(
         name="default", vocab_size=4096, context=128,
         set_tokens=(8_000, 64_000, 512_000), valid_tokens=40_000, test_tokens=40_000,
         source_chars=None,
+        shapes=Shapes(n_layer=2, n_head=4, slm_width=64, llm_width=176),
+        # 18M SLM tokens, about 170 per non-embedding parameter: the capacity-limited regime,
+        # past the crossover where mixtures start to win (docs/regime.md).
+        pretrain=PretrainRecipe(slm_tokens=18_000_000, warmup_steps=200),
+        # A default SLM pretrained to the end of its schedule gained most at 3e-5 on 8k tokens
+        # (0.01x its pretraining rate); see `lab.training.finetune.finetune_config`.
+        finetune=FinetuneRecipe(batch_size=8, eval_tokens=32_768, min_steps=200, lr_share=0.01),
+        cluster_ks=(4, 8, 16, 64, 256), mixture_experts=4, mixture_ablation=(4, 8, 16),
+        hypernet=(16, 8, 8), hypernet_ablation=(4, 8, 16, 64), importance_k=16,
     ),
-    "paper": DataScale(
+    "paper": Scale(
         name="paper", vocab_size=32_768, context=1024,
         set_tokens=(1_000_000, 8_000_000, 64_000_000), valid_tokens=1_000_000,
         test_tokens=1_000_000, source_chars=None, corpus="hub",
         tokenizer_sample_chars=400_000_000,
+        shapes=Shapes(n_layer=7, n_head=16, slm_width=1024, llm_width=2816),
+        # Paper shapes on a GPU: GPT-3's learning rates for its 125M and 760M models, a
+        # 256 x 1024-token batch, 10B SLM tokens (the paper went to about 180B).
+        pretrain=PretrainRecipe(slm_tokens=10_000_000_000, warmup_steps=2000, batch_size=256, micro_batch=16,
+                                slm_lr=6e-4, llm_lr=2.5e-4, eval_every=1000, eval_tokens=1_048_576, save_every=500),
+        finetune=FinetuneRecipe(batch_size=64, eval_tokens=1_048_576, min_steps=200, lr_share=0.01),
+        cluster_ks=(4, 16, 32, 64, 256, 1024), mixture_experts=16, mixture_ablation=(4, 16, 64),
+        hypernet=(32, 16, 16), hypernet_ablation=(4, 16, 32, 64, 256), importance_k=1024,
     ),
 }
 
 
-def get_scale(name: str) -> DataScale:
+def get_scale(scale: str | Scale) -> Scale:
+    """The `Scale` of a name (a `Scale` is returned as it is)."""
+    if isinstance(scale, Scale):
+        return scale
     try:
-        return SCALES[name]
-    except KeyError:
-        raise LabError(f"unknown scale {name!r}: choose one of {', '.join(SCALES)}") from None
+        return SCALES[scale]
+    except (KeyError, TypeError):
+        raise LabError(f"unknown scale {scale!r}: choose one of {', '.join(SCALES)}") from None

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from lab.data import cluster, embed
-from lab.data.cluster import Clustering, cluster_corpus, describe_domains, fit_clustering
+from lab.analysis.domains import describe_domains
+from lab.data.cluster import Clustering, cluster_corpus, fit_clustering
 from lab.errors import LabError
 from lab.training.importance import domain_importance_sampler
 

@@ -96,7 +96,7 @@ def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
     from lab import methods
     from lab.cli import main
     from lab.nn.model import model_config
-    from lab.training.train import load_model
+    from lab.nn.checkpoints import load_model
 
     args = ["specialize", "--method", "slm-d", "--domain", "legal", "--set-tokens", "1000", "--scale", "tiny",
             "--alpha", "0.3", "--temperature", "2", "--json"]

@@ -2,8 +2,9 @@
 import pandas as pd
 import pytest
 
-from lab.analysis import decisions as explorer
+from lab.analysis import decisions
 from lab.errors import LabError
+from lab.ui.explorer import BudgetExplorer
 
 SLM, LLM = 1e5, 4e5  # inference FLOPs per token
 
@@ -32,25 +33,25 @@ def _points():
 def test_recommend_honours_every_budget():
     p = _points()
     everything = dict(pretrain_budget=1e13, spec_budget=1e13, inference_budget=1e6, set_tokens=2_000)
-    assert explorer.recommend(p, **everything)["method"] == "llm"
+    assert decisions.recommend(p, **everything)["method"] == "llm"
     small = {**everything, "inference_budget": SLM}
-    assert explorer.recommend(p, **small)["method"] == "slm-is"
-    r = explorer.recommend(p, **{**small, "spec_budget": 2e10})
+    assert decisions.recommend(p, **small)["method"] == "slm-is"
+    r = decisions.recommend(p, **{**small, "spec_budget": 2e10})
     assert r["method"] == "slm-hn" and r["ppl"] == 55.0 and r["total_flops"] == pytest.approx(1.01e12)
     # Fifty domains share the specialization budget: SLM-is's 1e12 per domain no longer fits.
-    r = explorer.recommend(p, **{**small, "spec_budget": 1e13, "n_domains": 50})
+    r = decisions.recommend(p, **{**small, "spec_budget": 1e13, "n_domains": 50})
     assert r["method"] == "slm-hn" and 50 * r["specialize_flops"] <= 1e13
     # No pretraining budget: only what needs none.
-    assert explorer.recommend(p, **{**small, "pretrain_budget": 1.0})["method"] == "slm-is"
-    assert explorer.recommend(p, **{**small, "pretrain_budget": 1.0, "spec_budget": 1.0}) is None
-    assert explorer.recommend(p, **{**small, "spec_budget": 0.0})["method"] == "slm-generic"
-    assert explorer.recommend(p, **{**small, "set_tokens": 16_000})["ppl"] == 40.0
+    assert decisions.recommend(p, **{**small, "pretrain_budget": 1.0})["method"] == "slm-is"
+    assert decisions.recommend(p, **{**small, "pretrain_budget": 1.0, "spec_budget": 1.0}) is None
+    assert decisions.recommend(p, **{**small, "spec_budget": 0.0})["method"] == "slm-generic"
+    assert decisions.recommend(p, **{**small, "set_tokens": 16_000})["ppl"] == 40.0
     with pytest.raises(LabError, match="n_domains"):
-        explorer.recommend(p, **{**small, "n_domains": 0})
+        decisions.recommend(p, **{**small, "n_domains": 0})
 
 
 def test_sliders_drive_the_recommendation():
-    ex = explorer.BudgetExplorer(_points())
+    ex = BudgetExplorer(_points())
     s = ex.sliders
     assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains"}
     assert ex.recommendation["method"] == "llm"  # every slider starts at its largest budget
@@ -74,7 +75,7 @@ def test_sliders_drive_the_recommendation():
 
 
 def test_widget_redraws_without_a_front_end():
-    ex = explorer.BudgetExplorer(_points(), inference_budget=SLM)
+    ex = BudgetExplorer(_points(), inference_budget=SLM)
     box = ex.widget()
     assert ex.label in box.children and ex.output in box.children
     ex.sliders["spec"].value = 3e10
@@ -82,18 +83,27 @@ def test_widget_redraws_without_a_front_end():
 
 
 def test_decision_map_and_tree_read_the_rule_off_the_data():
-    dmap = explorer.decision_map(_points(), set_tokens=2_000)
+    dmap = decisions.decision_map(_points(), set_tokens=2_000)
     big = dmap[dmap["inference_budget"] >= LLM]
     assert big.sort_values("spec_budget")["method"].iloc[-1] == "llm"
     small = dmap[dmap["inference_budget"] == SLM].sort_values("spec_budget")
     assert small["method"].iloc[-1] == "slm-is" and "slm-hn" in set(small["method"])
     assert small["method"].iloc[0] == "slm-generic"
-    tree = explorer.decision_tree(dmap)
+    tree = decisions.decision_tree(dmap)
     assert tree.accuracy >= 0.9 and "llm" in tree.text and "slm-is" in tree.text
     with pytest.raises(LabError, match="no study results"):
-        explorer.decision_map(_points(), set_tokens=999)
+        decisions.decision_map(_points(), set_tokens=999)
+
+
+def test_metrics_read_the_explorer_state_from_plain_values():
+    ex = BudgetExplorer(_points(), inference_budget=SLM, spec_budget=3e10)
+    dmap = decisions.decision_map(_points(), set_tokens=ex.budgets["set_tokens"])
+    m = decisions.metrics(_points(), ex.budgets, dmap, decisions.decision_tree(dmap))
+    assert m["budgets"] == ex.budgets and m["recommendation"] == ex.recommendation
+    assert m["feasible_methods"] == sorted(ex.feasible()["method"].unique())
+    assert m["recommendation"]["method"] == "slm-hn" and "llm" not in m["feasible_methods"]
 
 
 def test_an_empty_study_says_what_to_do():
     with pytest.raises(LabError, match="python -m lab study"):
-        explorer.BudgetExplorer(_points().iloc[0:0])
+        BudgetExplorer(_points().iloc[0:0])

@@ -12,10 +12,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from lab.nn import costs
 from lab.errors import LabError
 from lab.training.evaluate import evaluate
-from lab.nn.hypernet import HyperConfig, HyperGPT, RoutedSampler, evaluate_routed, load_hypernet, param_count_hypernet
-from lab.nn.model import GPT, TrainConfig
+from lab.nn.hypernet import HyperConfig, HyperGPT, load_hypernet, param_count_hypernet
+from lab.training.routing import RoutedSampler, evaluate_routed
+from lab.nn.model import GPT
+from lab.training.train import TrainConfig
 from lab.data.tokens import window_starts
-from lab.training.train import Trainer, load_model, save_model, seed_everything
+from lab.training.train import Trainer, seed_everything
+from lab.nn.checkpoints import load_model, save_model
 
 CFG = HyperConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_mlp=40,
                   n_experts=5, code_dim=3, bank_size=4)
@@ -191,7 +194,8 @@ def test_checkpoint_round_trip(tmp_path):
 def test_specialize_row_and_cache(tiny_corpus):
     from lab import methods
     from lab.methods.hypernet import hyper_config
-    from lab.nn.model import model_config, train_config
+    from lab.nn.model import model_config
+    from lab.training.train import train_config
 
     scale, domain = "tiny", "legal"
     set_tokens = min(tiny_corpus.scale.set_tokens)

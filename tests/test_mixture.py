@@ -6,10 +6,13 @@ import torch
 
 from lab.nn import costs
 from lab.errors import LabError
-from lab.nn.mixture import BatchedGPT, ExpertSampler, expert_seed, expert_starts, experts_in, extract, load_mixture, pretrain_mixture, route, routed_evaluate
-from lab.nn.model import GPT, GPTConfig, TrainConfig, model_config
+from lab.nn.mixture import BatchedGPT, experts_in, extract, load_mixture, route
+from lab.training.routing import ExpertSampler, expert_seed, expert_starts, pretrain_mixture, routed_evaluate
+from lab.nn.model import GPT, GPTConfig, model_config
+from lab.training.train import TrainConfig
 from lab.data.tokens import BatchSampler, window_starts
-from lab.training.train import Trainer, load_model, read_meta, seed_everything
+from lab.training.train import Trainer, seed_everything
+from lab.nn.checkpoints import load_model, read_meta
 
 CFG = GPTConfig(vocab_size=128, context=16, n_layer=2, n_head=2, d_model=16)
 K = 3
@@ -140,7 +143,7 @@ def test_selection_rules_pick_what_they_say_and_count_their_cost(tmp_path):
 def test_crossover_finds_where_the_mixture_starts_to_win():
     import pandas as pd
 
-    from lab.methods.mixture import crossover
+    from lab.analysis.mixture import crossover
 
     flops = [1e9, 2e9, 4e9, 8e9]
     curves = pd.DataFrame({"method": ["slm"] * 4 + ["mix"] * 4, "pretrain_flops": flops * 2,

@@ -6,7 +6,8 @@ import torch
 
 from lab.errors import LabError
 from lab.training.evaluate import evaluate, macro_perplexity
-from lab.nn.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula, train_config
+from lab.nn.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula
+from lab.training.train import train_config
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,6 +63,11 @@ def test_uniform_model_perplexity_is_vocabulary_size():
     assert result.ppl == pytest.approx(cfg.vocab_size, rel=1e-5)
     assert result.tokens == (2_000 - 1) // cfg.context * cfg.context
     assert macro_perplexity({"a": result, "b": 2 * result.loss}) == pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
+    # A sequence holds perplexities: the same average from the other side.
+    assert macro_perplexity([result.ppl, result.ppl ** 2]) == pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
+    assert macro_perplexity(np.array([2.0, 8.0])) == pytest.approx(4.0)
+    with pytest.raises(LabError):
+        macro_perplexity([])
     with pytest.raises(LabError):
         evaluate(model, tokens[:cfg.context])
 

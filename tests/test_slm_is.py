@@ -13,7 +13,8 @@ from lab import methods
 from lab.data.corpus import load_corpus
 from lab.errors import LabError
 from lab.methods import importance as slm_is
-from lab.nn.model import model_config, train_config
+from lab.nn.model import model_config
+from lab.training.train import train_config
 
 DOMAIN = "medicine"
 SCALE = "tiny"

@@ -1,41 +1,37 @@
-"""The study runner (plan, resume, unavailable methods, time estimates) and the findings it feeds.
+"""The study (plan, resume, failures, time estimates), the method registry, and the findings it feeds.
 
-The runner is exercised with a stand-in method registered on the fly, so these
+The runner is exercised with a toy method registered on the fly, so these
 tests cost no training; notebooks 07 and 08's tests run the real tiny study.
 """
+import json
 import math
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from lab import methods, study
+from lab.cli import main
+from lab.methods.base import Method, Option, Step
 from lab.errors import LabError
 from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED, compute_findings, table8
-from lab.nn.model import train_config
+from lab.training.train import train_config
 from lab.methods.store import ResultStore, cached_run
 
 
 def test_plan_orders_and_prices_the_steps(tiny_corpus):
-    missing = [m for m in ("slm-is", "slm-mix", "slm-hn", "slm-d") if study.available(m)]
-    if missing:
-        pytest.skip(f"checks the plan of every method; not written yet: {', '.join(missing)}")
     plan = study.make_plan("tiny", domains=["code", "legal"], set_sizes=[2_000, 16_000], fractions=[0.25, 1.0])
     steps = plan.steps
     phases = [s.phase for s in steps]
     assert phases == sorted(phases)  # every pretraining before any specialization
-    assert [s.method for s in steps if s.phase == "pretrain"] == [
-        m for m in ("slm", "llm", "slm-mix", "slm-hn") if study.available(m) is None]
+    assert [s.method for s in steps if s.phase == "pretrain"] == ["slm", "llm", "slm-mix", "slm-hn"]
     spec = [s for s in steps if s.phase == "specialize"]
     first_curve = next(i for i, s in enumerate(spec) if s.fraction not in (None, 1.0))
     assert all(s.fraction in (None, 1.0) for s in spec[:first_curve])  # the largest budget first
     curves = spec[first_curve:]
     assert {s.set_tokens for s in curves} == {2_000}  # curves on the smallest set only
     assert "slm-d" not in {s.method for s in curves} and "slm-nopt" not in {s.method for s in curves}
-    if study.available("slm-is") is None:
-        assert {s.set_tokens for s in spec if s.method == "slm-is"} == {2_000}
+    assert {s.set_tokens for s in spec if s.method == "slm-is"} == {2_000}
     budget = train_config("slm", "tiny").pretrain_flops
     for s in spec:
         assert s.flops > 0, s.id
@@ -45,6 +41,10 @@ def test_plan_orders_and_prices_the_steps(tiny_corpus):
     # SLM-is's full budget trains its run; the smaller shares only fine-tune.
     full, share = (next(s for s in spec if s.method == "slm-is" and s.fraction == f) for f in (1.0, 0.25))
     assert full.flops > 5 * share.flops
+    # Every price is its method's own.
+    layout = methods.base.Layout(plan.scale, tuple(plan.methods), tuple(plan.domains), tuple(plan.set_sizes),
+                                 tuple(plan.curve_sets), tuple(plan.is_sets), tuple(plan.fractions))
+    assert all(s.flops == methods.METHODS[s.method].price(s, layout) for s in spec)
 
 
 def test_plan_rejects_mistakes(tiny_corpus):
@@ -58,116 +58,128 @@ def test_plan_rejects_mistakes(tiny_corpus):
         study.make_plan("tiny", ["slm"], wings=3)
     with pytest.raises(LabError, match="fractions"):
         study.make_plan("tiny", ["slm"], fractions=[0.5])
+    with pytest.raises(LabError, match="--selection"):
+        study.make_plan("tiny", ["slm-mix"], selection="best")
 
 
-# -- a stand-in method, registered like a module that lands while the study runs --------
+# -- a toy method: one module and one registry line ------------------------------------
 
 CALLS = []
 KILL_AT = []
+BROKEN = []
 
 
-def _fake_specialize(method, domain, set_tokens, scale, *, seed=0, pretrain_flops=None, progress=True, **options):
-    CALLS.append((domain, set_tokens))
-    if (domain, set_tokens) in KILL_AT:
-        raise KeyboardInterrupt
-    key = {"method": method, "scale": scale, "domain": domain, "set_tokens": set_tokens, "seed": seed}
-    ppl = 50.0 + len(domain) - set_tokens / 1000
-    return cached_run(ResultStore.for_scale(scale), key, lambda: {
-        "ppl_before": ppl * 2, "ppl_after": ppl, "pretrain_flops": 0.0, "specialize_flops": 1e9,
-        "inference_flops_per_token": 1e5, "pretrain_tokens": 0, "specialize_tokens": set_tokens, "seconds": 0.01,
-        "device": "cpu", "histogram_entropy": 0.5})
+class Toy(Method):
+    """Scores the domain with a made-up perplexity: the runner's tests cost no training."""
+    name, title, from_scratch = "toy", "Toy", True
+    options = (Option("wings", int, "how many wings the toy has"),)
+
+    def specialize(self, domain, set_tokens, scale, *, seed=0, pretrain_flops=None, progress=True, **options):
+        options = self.check_options(options)
+        CALLS.append((domain, set_tokens))
+        if (domain, set_tokens) in KILL_AT:
+            raise KeyboardInterrupt
+        if domain in BROKEN:
+            raise ModuleNotFoundError("No module named 'lab.halfwritten'")
+        key = {"method": self.name, "scale": scale, "domain": domain, "set_tokens": set_tokens, "seed": seed,
+               **options}
+        ppl = 50.0 + len(domain) - set_tokens / 1000
+        return cached_run(ResultStore.for_scale(scale), key, lambda: {
+            "ppl_before": ppl * 2, "ppl_after": ppl, "pretrain_flops": 0.0, "specialize_flops": 1e9,
+            "inference_flops_per_token": 1e5, "pretrain_tokens": 0, "specialize_tokens": set_tokens,
+            "seconds": 0.01, "device": "cpu", "histogram_entropy": 0.5})
+
+    def price(self, step, layout):
+        return 1e9
 
 
 @pytest.fixture
-def fake_method(monkeypatch):
-    monkeypatch.setitem(methods.METHODS, "fake", "fake_method_module")
-    monkeypatch.delitem(sys.modules, "lab.methods.fake_method_module", raising=False)
+def toy(monkeypatch):
+    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
+    methods.register(Toy())
+    monkeypatch.setattr(study.plan, "METHODS", methods.METHODS)
+    monkeypatch.setattr(study.run, "METHODS", methods.METHODS)
+    monkeypatch.setattr(study.results, "METHODS", methods.METHODS)
     CALLS.clear()
-
-    def land(**attrs):
-        module = types.ModuleType("lab.methods.fake_method_module")
-        module.specialize = _fake_specialize
-        for k, v in attrs.items():
-            setattr(module, k, v)
-        monkeypatch.setitem(sys.modules, "lab.methods.fake_method_module", module)
-
-    return land
+    KILL_AT.clear()
+    BROKEN.clear()
 
 
-def test_unavailable_method_is_reported_then_picked_up(tiny_corpus, fake_method):
+def test_a_registered_method_runs_through_the_study_and_the_command_line(tiny_corpus, toy, capsys):
     lines = []
-    report = study.run_study("tiny", ["fake"], ["code", "legal"], [2_000], curve_sets=[], progress=False,
-                             log=lines.append)
-    assert report.ok and "fake" in report.unavailable and report.done == 0
-    assert any("fake: UNAVAILABLE" in line for line in lines)
-    assert study.load_study("tiny").methods["fake"].startswith("unavailable")
-    assert not CALLS
-
-    fake_method()  # the module lands: the next run of the same command picks it up
-    assert study.load_study("tiny").methods["fake"].startswith("not run")
-    lines.clear()
-    report = study.run_study("tiny", ["fake"], ["code", "legal"], [2_000], curve_sets=[], progress=False,
-                             log=lines.append)
-    assert report.ok and report.done + report.cached == 2 and report.methods["fake"] == "done"
+    report = study.run_study("tiny", ["toy"], ["code", "legal"], [2_000], dry_run=True, progress=False,
+                             log=lines.append, wings=3)
+    assert report.done == 0 and not CALLS
+    assert any(line.startswith("toy x 2 domains, set 2,000") for line in lines)
+    report = study.run_study("tiny", ["toy"], ["code", "legal"], [2_000], curve_sets=[], progress=False,
+                             log=lines.append, wings=3)
+    assert report.ok and report.done + report.cached == 2 and report.methods["toy"] == "done"
     assert any("about" in line and "left" in line for line in lines)
     loaded = study.load_study("tiny")
-    fake = loaded.results[loaded.results["method"] == "fake"]
-    assert set(fake["domain"]) == {"code", "legal"} and (fake["ppl_after"] < fake["ppl_before"]).all()
+    rows = loaded.results[loaded.results["method"] == "toy"]
+    assert set(rows["domain"]) == {"code", "legal"} and (rows["ppl_after"] < rows["ppl_before"]).all()
+
+    assert main(["specialize", "--method", "toy", "--domain", "code", "--set-tokens", "2000", "--scale", "tiny",
+                 "--wings", "3", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["cached"]  # the study's row
+    assert main(["specialize", "--method", "toy", "--domain", "code", "--set-tokens", "2000", "--scale", "tiny",
+                 "--experts", "3"]) == 2
+    assert "toy takes the options wings, not experts" in capsys.readouterr().err
 
 
-def test_a_killed_study_resumes_where_it_stopped(tiny_corpus, fake_method):
-    fake_method()
+def test_only_unregistered_methods_are_unknown(tiny_corpus, toy):
+    with pytest.raises(LabError, match="unknown method 'dsir'"):
+        methods.get("dsir")
+    with pytest.raises(LabError, match="cannot register"):
+        methods.register(Toy())
+
+
+def test_a_killed_study_resumes_where_it_stopped(tiny_corpus, toy):
     domains, sets = ["code", "legal", "medicine"], [4_000, 8_000]
     KILL_AT.append(("medicine", 4_000))  # killed during its third step
     with pytest.raises(KeyboardInterrupt):
-        study.run_study("tiny", ["fake"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
+        study.run_study("tiny", ["toy"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
     KILL_AT.clear()
     assert CALLS[-1] == ("medicine", 4_000) and len(CALLS) == 3
     CALLS.clear()
-    report = study.run_study("tiny", ["fake"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
+    report = study.run_study("tiny", ["toy"], domains, sets, curve_sets=[], progress=False, log=lambda _: None)
     assert report.ok and report.cached == 2 and report.done == 4  # two were stored before the kill
     manifest = study.read_manifest("tiny")
-    done = [s for s in manifest["steps"].values() if s["method"] == "fake" and s["set_tokens"] in sets]
+    done = [s for s in manifest["steps"].values() if s["method"] == "toy" and s["set_tokens"] in sets]
     assert len(done) == 6 and all(s["status"] == "done" for s in done)
 
 
-def test_failures_do_not_stop_the_others(tiny_corpus, fake_method, monkeypatch):
-    def broken(method, domain, *args, **kwargs):
-        if method == "fake" and domain == "legal":
-            raise ModuleNotFoundError("No module named 'lab.halfwritten'")
-        return _fake_specialize(method, domain, *args, **kwargs)
-
-    fake_method(specialize=broken)
+def test_a_broken_method_fails_with_its_error_and_the_others_go_on(tiny_corpus, toy):
+    BROKEN.append("legal")
     lines = []
-    report = study.run_study("tiny", ["fake"], ["code", "legal", "medicine"], [2_000], progress=False,
-                             log=lines.append)
-    assert report.methods["fake"].startswith("unavailable") and any("UNAVAILABLE" in line for line in lines)
+    report = study.run_study("tiny", ["toy"], ["code", "legal", "medicine"], [2_000], curve_sets=[],
+                             progress=False, log=lines.append)
+    assert report.methods["toy"].startswith("failed: ModuleNotFoundError")
+    assert any("FAILED: ModuleNotFoundError" in line for line in lines)
+    assert any("Traceback" in line or "File " in line for line in lines)
     assert ("code", 2_000) in CALLS
 
 
 def test_rates_learn_from_measured_steps():
     rates = study.Rates()
-    pre = study.Step("slm", "pretrain", flops=1e12)
-    ft = study.Step("slm-mix", "specialize", "code", 2_000, 1.0, 1.0, flops=1e10)
-    assert rates.rate("slm/pretrain") == (study.PRIOR_SECONDS_PER_FLOP["slm"], "prior")
+    pre = Step("slm", "pretrain", flops=1e12)
+    ft = Step("slm-mix", "specialize", "code", 2_000, 1.0, 1.0, flops=1e10)
+    prior = methods.METHODS["slm"].seconds_per_flop
+    assert rates.rate("slm/pretrain") == (prior, "prior")
     rates.observe("slm/specialize", 20.0, 1e10)  # a slow machine: 2e-9 s/FLOP
     assert rates.rate("slm-mix/specialize")[1] == "phase"
     assert math.isclose(rates.seconds(ft), 20.0)
     rates.observe("slm-mix/specialize", 5.0, 1e10)
     assert rates.rate("slm-mix/specialize") == (5e-10, "measured")
-    assert rates.seconds(pre) == pytest.approx(1e12 * study.PRIOR_SECONDS_PER_FLOP["slm"])
+    assert rates.seconds(pre) == pytest.approx(1e12 * prior)
 
 
 def test_dry_run_lists_steps_and_time(tiny_corpus):
-    missing = [m for m in ("slm-is", "slm-mix", "slm-hn", "slm-d") if study.available(m)]
-    if missing:
-        pytest.skip(f"checks the plan of every method; not written yet: {', '.join(missing)}")
     lines = []
     report = study.run_study("tiny", ["slm", "slm-is"], ["code"], [2_000, 16_000], dry_run=True, log=lines.append)
     assert report.done == 0
     text = "\n".join(lines)
-    assert "slm pretraining" in text
-    assert ("slm-is x 1 domains, set 2,000" in text) if study.available("slm-is") is None else "unavailable" in text.lower()
+    assert "slm pretraining" in text and "slm-is x 1 domains, set 2,000" in text
     assert text.splitlines()[-1].startswith("total:") and "FLOPs" in text.splitlines()[-1]
 
 
@@ -204,7 +216,7 @@ def _synthetic(mix_gain=(3.0, 1.0), generic=None, with_is=True) -> study.StudyRe
     generic = generic or {"llm": 50.0, "slm-mix": 60.0, "slm-hn": 65.0, "slm": 70.0}
     pretrain = pd.DataFrame([{"method": m, "fraction": 1.0, "pretrain_flops": 1e12, "pretrain_tokens": 10**6,
                               "valid_loss": math.log(p), "generic_ppl": p} for m, p in generic.items()])
-    status = {m: "done" if (results["method"] == m).any() else "unavailable: not written" for m in methods.METHODS}
+    status = {m: "done" if (results["method"] == m).any() else "not run" for m in methods.METHODS}
     return study.StudyResults("tiny", results, pretrain, status, {})
 
 

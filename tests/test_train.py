@@ -6,10 +6,12 @@ import torch
 
 from lab.training.evaluate import evaluate
 from lab.training.finetune import finetune, finetune_config, FinetuneConfig
-from lab.nn.model import GPT, GPTConfig, TrainConfig, model_config, train_config
+from lab.nn.model import GPT, GPTConfig, model_config
+from lab.training.train import TrainConfig, train_config
 from lab.scales import get_scale
 from lab.data.tokens import BatchSampler
-from lab.training.train import Trainer, load_model, pretrain, read_meta, seed_everything
+from lab.training.train import Trainer, pretrain, seed_everything
+from lab.nn.checkpoints import load_model, read_meta
 
 CFG = GPTConfig(vocab_size=256, context=32, n_layer=2, n_head=2, d_model=32)
 

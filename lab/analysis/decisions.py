@@ -1,6 +1,6 @@
-"""The budget explorer: which method to use under given budgets, from the study's cached results.
+"""Notebook 08 (budget explorer): which method to use under given budgets, from the study's cached results.
 
-Four costs decide the choice (DESIGN section 1): the pretraining budget (shared
+Four costs decide the choice (the paper's budgets, docs/regime.md): the pretraining budget (shared
 by every domain), the specialization budget (paid per domain), the inference
 budget (FLOPs per token of the deployed model), and how much domain text there
 is. Every candidate is a point the study measured: a method specialized from one
@@ -20,9 +20,7 @@ Ties go to the lower total cost (pretraining + N x specialization).
 `decision_map` evaluates that rule on a grid of (inference, specialization)
 budgets, and `decision_tree` fits a small classification tree to the map, so
 the paper's Figure 1 is read off the data rather than drawn by hand.
-`BudgetExplorer` puts sliders on it (ipywidgets); its callbacks only filter the
-cached points, so they answer at once, and without a live front-end (papermill)
-the notebook shows its initial state as a static figure.
+`lab.ui.explorer.BudgetExplorer` puts sliders on `recommend`.
 """
 from __future__ import annotations
 
@@ -38,8 +36,9 @@ SLACK = 1e-6
 """Relative tolerance on budgets: checkpoints of "equal" budgets differ in the last digits."""
 
 
-def _feasible(points: pd.DataFrame, *, pretrain_budget: float, spec_budget: float, inference_budget: float,
-              set_tokens: int, n_domains: int = 1) -> pd.DataFrame:
+def feasible(points: pd.DataFrame, *, pretrain_budget: float, spec_budget: float, inference_budget: float,
+             set_tokens: int, n_domains: int = 1) -> pd.DataFrame:
+    """The points at `set_tokens` within the three budgets (see the module notes)."""
     if n_domains < 1:
         raise LabError(f"n_domains={n_domains}: give at least one domain")
     p = points[points["set_tokens"] == set_tokens]
@@ -53,7 +52,7 @@ def recommend(points: pd.DataFrame, *, pretrain_budget: float, spec_budget: floa
               set_tokens: int, n_domains: int = 1) -> dict | None:
     """The best measured point within the budgets (see the module notes), or None if none fits.
     `points` are `lab.study.macro_points`; `spec_budget` is the total for `n_domains` domains."""
-    ok = _feasible(points, pretrain_budget=pretrain_budget, spec_budget=spec_budget,
+    ok = feasible(points, pretrain_budget=pretrain_budget, spec_budget=spec_budget,
                    inference_budget=inference_budget, set_tokens=set_tokens, n_domains=n_domains)
     if ok.empty:
         return None
@@ -131,112 +130,17 @@ def decision_tree(dmap: pd.DataFrame, max_depth: int = 3) -> Tree:
                 float((tree.predict(x) == y).mean()))
 
 
-class BudgetExplorer:
-    """Sliders for the five budgets; the plot and the recommendation follow them.
-
-    `sliders` holds the ipywidgets ("pretrain", "spec", "inference", "set_tokens",
-    "n_domains"); setting a slider's `value` updates `recommendation` and
-    `summary` at once (tests do exactly that). `widget()` is the interactive view,
-    `figure()` the static one.
-    """
-
-    def __init__(self, points: pd.DataFrame, *, pretrain_budget: float | None = None,
-                 spec_budget: float | None = None, inference_budget: float | None = None,
-                 set_tokens: int | None = None, n_domains: int = 1):
-        import ipywidgets as w
-
-        if points.empty:
-            raise LabError("the study has no results yet: run `python -m lab study --scale <scale>` first")
-        self.points = points
-        r = budget_ranges(points)
-        sizes = sorted(int(n) for n in points["set_tokens"].unique())
-
-        def log_slider(name: str, key: str, value: float | None, desc: str) -> w.FloatLogSlider:
-            lo, hi = r[key]
-            value = hi if value is None else min(max(value, lo), hi)
-            return w.FloatLogSlider(value=value, base=10, min=math.log10(lo), max=math.log10(hi), step=0.05,
-                                    description=desc, readout_format=".2e", continuous_update=True,
-                                    style={"description_width": "initial"}, layout=w.Layout(width="520px"))
-
-        self.sliders = {
-            "pretrain": log_slider("pretrain", "pretrain", pretrain_budget, "pretraining budget (FLOPs)"),
-            "spec": log_slider("spec", "spec", spec_budget, "specialization budget, all domains (FLOPs)"),
-            "inference": log_slider("inference", "inference", inference_budget, "inference budget (FLOPs/token)"),
-            "set_tokens": w.SelectionSlider(options=[(f"{n:,}", n) for n in sizes],
-                                            value=set_tokens if set_tokens in sizes else sizes[0],
-                                            description="in-domain set (tokens)",
-                                            style={"description_width": "initial"}),
-            "n_domains": w.IntSlider(value=n_domains, min=1, max=100, description="domains",
-                                     style={"description_width": "initial"}),
-        }
-        self.output = w.Output()
-        self.label = w.HTML()
-        self.recommendation: dict | None = None
-        self._shown = False  # redraw into `output` only once the widget is on screen
-        for s in self.sliders.values():
-            s.observe(lambda change: self.update(), names="value")
-        self.update()
-
-    @property
-    def budgets(self) -> dict:
-        s = self.sliders
-        return {"pretrain_budget": s["pretrain"].value, "spec_budget": s["spec"].value,
-                "inference_budget": s["inference"].value, "set_tokens": s["set_tokens"].value,
-                "n_domains": s["n_domains"].value}
-
-    def update(self) -> None:
-        """Recompute the recommendation from the cached points and redraw (no training)."""
-        self.recommendation = recommend(self.points, **self.budgets)
-        self.label.value = f"<b>{self.summary}</b>"
-        if self._shown:
-            import matplotlib.pyplot as plt
-            from IPython.display import display
-
-            self.output.clear_output(wait=True)
-            with self.output:
-                fig = self.figure()
-                display(fig)
-                plt.close(fig)
-
-    @property
-    def summary(self) -> str:
-        r, b = self.recommendation, self.budgets
-        if r is None:
-            return (f"No measured method fits these budgets for {b['n_domains']} domain(s) at "
-                    f"{b['set_tokens']:,} tokens: raise one of them.")
-        return (f"Recommended: {r['method']} (budget share {r['fraction']:g}): expected perplexity {r['ppl']:.2f}, "
-                f"total cost {r['total_flops']:.3g} FLOPs for {r['n_domains']} domain(s) "
-                f"(pretraining {r['pretrain_flops']:.3g} + {r['n_domains']} x {r['specialize_flops']:.3g}), "
-                f"inference {r['inference_flops_per_token']:.3g} FLOPs/token")
-
-    def feasible(self) -> pd.DataFrame:
-        return _feasible(self.points, **self.budgets)
-
-    def figure(self):
-        from ..plots.budgets import explorer_view
-
-        return explorer_view(self.points, self.budgets, self.recommendation, self.feasible())
-
-    def widget(self):
-        """The interactive view: sliders, the recommendation, the plot."""
-        import ipywidgets as w
-
-        self._shown = True
-        self.update()
-        return w.VBox([*self.sliders.values(), self.label, self.output])
-
-
-def metrics(explorer: BudgetExplorer, dmap: pd.DataFrame, tree: Tree) -> dict:
-    """Notebook 08's metrics file: the budgets shown, the recommendation, the decision map's regions
-    and the fitted tree."""
+def metrics(points: pd.DataFrame, budgets: dict, dmap: pd.DataFrame, tree: Tree) -> dict:
+    """Notebook 08's metrics file: the budgets shown (`recommend`'s keyword arguments), the
+    recommendation under them, the decision map's regions and the fitted tree."""
     return {
-        "budgets": explorer.budgets,
-        "recommendation": explorer.recommendation,
-        "feasible_methods": sorted(explorer.feasible()["method"].unique().tolist()),
+        "budgets": budgets,
+        "recommendation": recommend(points, **budgets),
+        "feasible_methods": sorted(feasible(points, **budgets)["method"].unique().tolist()),
         "map_share": {m: float(v) for m, v in dmap["method"].value_counts(normalize=True).items()},
         "map_best_by_inference": {f"{inf:.3g}": g.sort_values("spec_budget")["method"].tolist()
                                   for inf, g in dmap.groupby("inference_budget")},
         "tree": tree.text,
         "tree_accuracy": tree.accuracy,
-        "methods": sorted(explorer.points["method"].unique().tolist()),
+        "methods": sorted(points["method"].unique().tolist()),
     }

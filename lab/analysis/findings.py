@@ -1,4 +1,4 @@
-"""Which of the paper's findings (DESIGN section 3) hold at a scale, computed from the study.
+"""Which of the paper's findings (docs/regime.md, section 3) hold at a scale, computed from the study.
 
 Each finding is turned into a test on the study's numbers (`lab.study.load_study`),
 stated in its `rule`, and comes back as "holds", "does not hold" or "not measured"
@@ -154,7 +154,7 @@ def finding3(d: _Data) -> Finding:
     last = {m: g.sort_values("pretrain_flops").iloc[-1] for m, g in pre.groupby("method")}
     f.numbers = {"generic_ppl": {m: _r(r["generic_ppl"]) for m, r in last.items()},
                  "pretrain_flops": {m: float(r["pretrain_flops"]) for m, r in last.items()}}
-    # Where each method first beats the SLM as pretraining grows (the crossover of DESIGN section 5).
+    # Where each method first beats the SLM as pretraining grows (the crossover, docs/regime.md).
     if "slm" in last:
         slm = pre[pre["method"] == "slm"].sort_values("pretrain_flops")
         first = {}

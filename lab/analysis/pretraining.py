@@ -1,20 +1,24 @@
-"""Which regime a pretraining run is in.
+"""Notebook 01 (pretraining): which regime a pretraining run is in, and the paper's Table 4.
 
 The paper's findings hold for a capacity-limited SLM: about 1,400 tokens per
 parameter, its loss flattened. A run still falling fast per doubling of
 compute, at a few tokens per parameter, is in the opposite regime, where a
-single small model beats wider models and mixtures at equal FLOPs (DESIGN
-section 5). These tables let a reader see which one a run is in.
+single small model beats wider models and mixtures at equal FLOPs
+(docs/regime.md, section 5). These tables let a reader see which one a run is in.
 """
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from .. import methods
 from ..nn.model import GPTConfig, non_embedding_params, param_count_formula
-from ..training.train import read_meta
+from ..training.evaluate import macro_perplexity
+from ..nn.checkpoints import read_meta
 
 
 def curve(method: str, rows: list[dict]) -> pd.DataFrame:
@@ -41,3 +45,45 @@ def summary(curves: pd.DataFrame) -> pd.DataFrame:
     last = curves.sort_values("pretrain_flops").groupby("method").tail(1)
     return last[["method", "pretrain_flops", "tokens", "params", "tokens_per_param",
                  "tokens_per_non_embedding_param", "valid_ppl", "loss_drop_per_doubling"]].reset_index(drop=True)
+
+
+def _run(method: str, domains: Sequence[str], set_sizes: Sequence[int], scale: str, seed: int,
+         pretrain_flops: float | None) -> list[dict]:
+    rows = []
+    jobs = [(d, n) for d in domains for n in set_sizes]
+    for domain, n in tqdm(jobs, desc=method):
+        rows.append(methods.report(methods.specialize(method, domain, n, scale, seed=seed,
+                                                      pretrain_flops=pretrain_flops, progress=False)))
+    return rows
+
+
+def table4(scale: str, domains: Sequence[str], set_sizes: Sequence[int], seed: int = 0,
+           pretrain_flops: float | None = None) -> pd.DataFrame:
+    """Test perplexity of the SLM generic only, fine-tuned on each set size, and
+    trained on each set alone (SLM-nopt), per domain, with the macro-average
+    (exp of the mean per-domain log-perplexity) as the last row: the paper's Table 4."""
+    rows = (_run("slm-generic", domains, set_sizes[:1], scale, seed, pretrain_flops)
+            + _run("slm", domains, set_sizes, scale, seed, pretrain_flops)
+            + _run("slm-nopt", domains, set_sizes, scale, seed, pretrain_flops))
+    df = pd.DataFrame(rows)
+    df["column"] = [("generic only" if r.method == "slm-generic" else
+                     f"{'SLM' if r.method == 'slm' else 'SLM-nopt'} {r.set_tokens:,}") for r in df.itertuples()]
+    table = df.pivot_table(index="domain", columns="column", values="ppl_after", sort=False)
+    order = ["generic only"] + [f"SLM {n:,}" for n in set_sizes] + [f"SLM-nopt {n:,}" for n in set_sizes]
+    table = table[order]
+    table.loc["average"] = table.apply(macro_perplexity)
+    return table
+
+
+def metrics(scale: str, curves: pd.DataFrame, table: pd.DataFrame) -> dict:
+    """Notebook 01's metrics file: generic perplexity at each checkpoint, the last checkpoint's tokens
+    per parameter and loss drop per doubling (from `curve`), and Table 4 (from `table4`)."""
+    last = curves.sort_values("pretrain_flops").groupby("method").tail(1).set_index("method")
+    return {
+        "scale": scale,
+        "generic_ppl": {m: curves[curves.method == m].sort_values("pretrain_flops")["valid_ppl"].tolist()
+                        for m in ("slm", "llm")},
+        "tokens_per_param": last["tokens_per_param"].to_dict(),
+        "loss_drop_per_doubling": last["loss_drop_per_doubling"].to_dict(),
+        "table4": {d: row.to_dict() for d, row in table.iterrows()},
+    }

@@ -32,11 +32,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .. import atomic
-from . import leakage
-from .documents import Document
 from ..errors import LabError
 from ..paths import scale_dir
-from ..scales import DataScale, get_scale
+from ..scales import Scale, get_scale
+from . import leakage
+from .documents import Document
 from .tokenizer import Tokenizer, train_tokenizer
 from .tokens import load_tokens, save_tokens
 
@@ -161,7 +161,7 @@ def write_domain(text_dir: Path, tokens_dir: Path, splits: dict[str, list[Docume
 
 # ---------------------------------------------------------------- building
 
-def _collect(scale: DataScale, progress) -> tuple[list[Document], dict[str, list[Document]], list, list]:
+def _collect(scale: Scale, progress) -> tuple[list[Document], dict[str, list[Document]], list, list]:
     if scale.corpus == "hub":
         from . import hub
 

@@ -11,8 +11,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from ..scales import Scale
 from .documents import Document
-from ..scales import DataScale
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def _route(doc: Document) -> str | None:
     return None
 
 
-def collect(scale: DataScale, progress=None) -> Collected:
+def collect(scale: Scale, progress=None) -> Collected:
     """Read every available source and route its documents to a domain or the
     generic corpus. Deterministic: the order of documents depends only on
     their identities, never on the order sources were read in."""

@@ -13,8 +13,8 @@ import os
 from dataclasses import dataclass
 from typing import Iterator
 
-from .documents import Document
 from ..errors import LabError
+from .documents import Document
 
 LOCAL_BUILDERS = ("json", "parquet", "text", "csv", "arrow")
 OFFLINE_VARS = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE")

@@ -18,8 +18,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from .documents import Document
 from ..errors import LabError
+from .documents import Document
 
 TEXT_SUFFIXES = (".txt", ".md")
 SUFFIXES = TEXT_SUFFIXES + (".jsonl", ".parquet")

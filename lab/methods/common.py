@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..data.corpus import GENERIC, Domain, load_corpus, load_domain
 from ..errors import LabError
-from ..training.train import read_meta
+from ..nn.checkpoints import read_meta
 
 
 def generic_streams(scale: str):

@@ -9,42 +9,89 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from ..nn import costs
-from . import runs
 from ..device import device_name, pick_device
+from ..nn import costs
+from ..nn.checkpoints import load_model, read_meta
+from ..nn.model import GPT, model_config
+from ..scales import Scale
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
-from ..nn.model import GPT, model_config, train_config
-from .store import ResultStore, cached_run, data_hash
-from ..training.train import load_model, read_meta, seed_everything
+from ..training.train import seed_everything, train_config
+from . import runs
+from .base import Layout, Method, Step, finetune_flops, priced, scoring_flops
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
+from .store import ResultStore, cached_run, data_hash
 
 
-def _kind(method: str) -> str:
-    return "llm" if method == "llm" else "slm"
+class Dense(Method):
+    """A transformer of the scale's SLM or LLM shape, pretrained on the generic corpus and
+    fine-tuned on the domain set (`lab.methods.runs.specialize_run`)."""
+
+    def __init__(self, name: str, kind: str, title: str, seconds_per_flop: float):
+        self.name, self.kind, self.title, self.seconds_per_flop = name, kind, title, seconds_per_flop
+        self.needs = (name,)
+
+    def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
+                 callbacks=None) -> list[dict]:
+        tokens, valid = generic_streams(scale)
+        paths = runs.pretrain_run(self.kind, scale, tokens, valid=valid, budget_flops=budget_flops, seed=seed,
+                                  callbacks=callbacks, progress=progress)
+        return checkpoint_rows(paths)
+
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+        dom, train = domain_data(domain, set_tokens, scale)
+        ckpt = pick_checkpoint(self.pretrain(scale, seed=seed, progress=progress), pretrain_flops)
+        return runs.specialize_run(ckpt["checkpoint"], self.kind, scale, dom.name, train, dom.validation,
+                                   dom.test, method=self.name, seed=seed, progress=progress)
+
+    def price(self, step: Step, layout: Layout) -> float:
+        # SLM-d fine-tunes its LLM teacher with this very recipe and keeps the row: at the
+        # largest budget the LLM's own step then only reads it back (and scores the test set).
+        if self.kind == "llm" and step.fraction == 1.0 and "slm-d" in layout.methods:
+            return 2 * scoring_flops("llm", layout.scale)
+        return finetune_flops(self.kind, layout.scale, step.set_tokens)
+
+    def price_pretrain(self, scale: str | Scale, options: dict) -> float:
+        return train_config(self.kind, scale).run_flops()
 
 
-def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True,
-             budget_flops=None, callbacks=None) -> list[dict]:
-    tokens, valid = generic_streams(scale)
-    paths = runs.pretrain_run(_kind(method), scale, tokens, valid=valid, budget_flops=budget_flops, seed=seed,
-                              callbacks=callbacks, progress=progress)
-    return checkpoint_rows(paths)
+class GenericOnly(Method):
+    """The pretrained SLM, scored on the domain without fine-tuning (the paper's "generic only")."""
+    name, title, needs = "slm-generic", "SLM (generic only)", ("slm",)
 
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+        from . import METHODS
 
-def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
-               pretrain_flops: float | None = None, progress: bool = True) -> dict:
-    dom, train = domain_data(domain, set_tokens, scale)
-    if method == "slm-nopt":
-        return _from_scratch(dom, train, scale, seed, progress)
-    ckpt = pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress), pretrain_flops)
-    if method == "slm-generic":
+        dom, _ = domain_data(domain, set_tokens, scale)
+        ckpt = pick_checkpoint(METHODS["slm"].pretrain(scale, seed=seed, progress=progress), pretrain_flops)
         return _generic_only(ckpt, dom, set_tokens, scale, seed)
-    return runs.specialize_run(ckpt["checkpoint"], _kind(method), scale, dom.name, train, dom.validation,
-                               dom.test, method=method, seed=seed, progress=progress)
+
+    def price(self, step: Step, layout: Layout) -> float:
+        return scoring_flops("slm", layout.scale)
 
 
-def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str, seed: int) -> dict:
+class FromScratch(Method):
+    """SLM-nopt: an SLM trained on the domain set alone, from random weights."""
+    name, title, from_scratch, curve = "slm-nopt", "SLM-nopt", True, False
+
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+        dom, train = domain_data(domain, set_tokens, scale)
+        return _from_scratch(dom, train, scale, seed, progress)
+
+    def steps(self, layout: Layout) -> list[Step]:
+        # No pretraining, so no budgets to sweep: one step per domain and set.
+        opts = tuple(sorted(self.study_options(layout.options).items()))
+        steps = [Step(self.name, "specialize", d, n, options=opts) for n in layout.set_sizes for d in layout.domains]
+        return [priced(step, self.price(step, layout)) for step in steps]
+
+    def price(self, step: Step, layout: Layout) -> float:
+        return finetune_flops("slm", layout.scale, step.set_tokens, from_scratch=True)
+
+
+def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str | Scale, seed: int) -> dict:
     key = {"method": "slm-generic", "scale": scale, "domain": dom.name, "set_tokens": set_tokens, "seed": seed,
            "checkpoint": runs.file_hash(Path(ckpt["checkpoint"]) / "model.safetensors")}
 
@@ -61,7 +108,7 @@ def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str, seed: int) -> di
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(dom.test))
 
 
-def _from_scratch(dom, train, scale: str, seed: int, progress: bool) -> dict:
+def _from_scratch(dom, train, scale: str | Scale, seed: int, progress: bool) -> dict:
     """SLM-nopt: a fresh SLM trained on the domain set alone. It starts from random
     weights, so it takes the pretraining learning rate and twice the fine-tuning cap."""
     cfg = model_config("slm", scale)
@@ -84,3 +131,8 @@ def _from_scratch(dom, train, scale: str, seed: int, progress: bool) -> dict:
                 **record.to_dict()}
 
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(train, dom.validation, dom.test))
+
+
+SLM = Dense("slm", "slm", "SLM", seconds_per_flop=1.7e-11)
+LLM = Dense("llm", "llm", "LLM", seconds_per_flop=9.4e-12)
+"""The LLM trains 11.4k tokens/s at 9.3 MFLOPs a token on the quiet 2-core CPU at `default`."""

@@ -32,8 +32,11 @@ from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, ch
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from .store import ResultStore, cached_run, data_hash
-from ..training.train import load_model
+from ..nn.checkpoints import load_model
 from .common import domain_data, pick_checkpoint
+from ..nn.model import model_config
+from ..scales import Scale
+from .base import Layout, Method, Option, Step, finetune_flops, positive
 
 
 def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True,
@@ -103,3 +106,33 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
         }
 
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(train, dom.validation, dom.test))
+
+
+class Distillation(Method):
+    """Distillation's curve over student budgets is notebook 06's: each of its points pays a teacher
+    forward pass on every training token, so the study specializes from the largest budget only."""
+    name, title, needs, curve = "slm-d", "SLM-d", ("slm", "llm"), False
+    options = (
+        Option("alpha", float, "weight of the teacher term in the loss",
+               check=lambda a: None if 0.0 <= a <= 1.0 else "choose a weight in [0, 1]"),
+        Option("temperature", float, "temperature of the teacher's distribution", check=positive),
+        Option("teacher_flops", float, "the LLM teacher checkpoint nearest this pretraining budget (FLOPs; "
+               "default: the largest)", pretrain=True, study=False, check=positive),
+    )
+
+    def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, **options) -> list[dict]:
+        return pretrain(self.name, scale, seed=seed, progress=progress, **self.check_options(options, phase="pretrain"))
+
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+        return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
+                          progress=progress, **self.check_options(options))
+
+    def price(self, step: Step, layout: Layout) -> float:
+        """The student's fine-tuning, the teacher's (the llm method's recipe), and the teacher's forward
+        pass on every student training token."""
+        slm, llm = model_config("slm", layout.scale), model_config("llm", layout.scale)
+        ft = finetune_config("slm", layout.scale, step.set_tokens)
+        teacher = ft.max_steps * ft.batch_size * slm.context * costs.forward_flops_per_token(llm)
+        return (finetune_flops("slm", layout.scale, step.set_tokens)
+                + finetune_flops("llm", layout.scale, step.set_tokens) + teacher)

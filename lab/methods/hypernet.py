@@ -41,27 +41,24 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import pandas as pd
 
-from ..nn import costs
 from . import runs
 from ..data.cluster import cluster_corpus, corpus_decode, default_ks, entropy
 from ..data.corpus import load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
-from ..training.evaluate import evaluate, macro_perplexity
 from ..training.finetune import finetune_config
-from ..nn.hypernet import HyperConfig, HyperGPT, RoutedSampler, load_hypernet, param_count_hypernet, routed_evaluator
-from ..nn.model import model_config, param_count_formula, train_config
+from ..nn.hypernet import HyperConfig, HyperGPT, load_hypernet
+from ..training.routing import RoutedSampler, routed_evaluator
+from ..nn.model import model_config
+from ..training.train import train_config
 from .store import ResultStore, cached_run, data_hash, stable_hash
-from ..training.train import load_model, pretrain as train_pretrain, read_meta, save_model
+from ..nn.checkpoints import read_meta, save_model
+from ..training.train import pretrain as train_pretrain
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
+from ..scales import Scale, get_scale
+from .base import Layout, Method, Option, Step, at_least, finetune_flops
 
-SHAPES = {"tiny": (4, 4, 4), "default": (16, 8, 8), "paper": (32, 16, 16)}
-"""(k experts, code size m, bank size h) per scale. The paper's main results use k = 32;
-k must be one of the scale's cached k-means sizes to avoid re-clustering."""
-ABLATION_EXPERTS = {"tiny": (4, 16), "default": (4, 8, 16, 64), "paper": (4, 16, 32, 64, 256)}
-"""Expert counts of the number-of-experts ablation (the paper's Figure 7), at the scale's bank size."""
 INSTANTIATIONS = ("top", "histogram")
 INSTANCE_METHOD = "slm-hn-instance"
 """Method name of the fine-tuning rows of instantiated SLMs; the study reads the "slm-hn" rows."""
@@ -69,7 +66,7 @@ INSTANCE_METHOD = "slm-hn-instance"
 
 def hyper_config(scale: str, experts: int | None = None) -> HyperConfig:
     """The scale's SLM shape with the hyper-network's k, m, h (`experts` replaces k)."""
-    k, m, h = SHAPES.get(scale, SHAPES["paper"])
+    k, m, h = get_scale(scale).hypernet
     k = k if experts is None else int(experts)
     if k < 1:
         raise LabError(f"experts={k}: the hyper-network needs at least one expert")
@@ -87,21 +84,15 @@ def clustering(scale: str, k: int):
     return corpus, clusters
 
 
-def _check_options(options: dict) -> None:
-    if options:
-        raise LabError(f"slm-hn takes the options experts and instantiate, not {', '.join(sorted(options))}")
-
-
 # -- pretraining -----------------------------------------------------------
 
 def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True, experts: int | None = None,
-             budget_flops: Sequence[float] | None = None, callbacks=None, **options) -> list[dict]:
+             budget_flops: Sequence[float] | None = None, callbacks=None) -> list[dict]:
     """Train the hyper-network with a checkpoint at each budget (default: the SLM's budgets).
 
     One row per checkpoint: checkpoint, pretrain_flops (generation included),
     pretrain_tokens, valid_loss (generic validation, routed), seconds, and the
     shapes (experts, code_dim, bank_size)."""
-    _check_options(options)
     cfg = hyper_config(scale, experts)
     k = cfg.n_experts
     corpus, clusters = clustering(scale, k)
@@ -165,8 +156,7 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               instantiate: str = "top", **options) -> dict:
-    _check_options(options)
+               instantiate: str = "top") -> dict:
     if instantiate not in INSTANTIATIONS:
         raise LabError(f"unknown instantiation {instantiate!r}: choose one of {', '.join(INSTANTIATIONS)}")
     cfg = hyper_config(scale, experts)
@@ -202,150 +192,26 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(train, dom.validation, dom.test))
 
 
-# -- what notebook 04 shows ------------------------------------------------
+class HyperNetwork(Method):
+    name, title, needs = "slm-hn", "SLM-hn", ("slm-hn",)
+    options = (
+        Option("experts", int, "number of experts (clusters of the generic corpus)", pretrain=True, check=at_least(1)),
+        Option("instantiate", str, "from the domain's top cluster or its whole cluster histogram",
+               choices=INSTANTIATIONS),
+    )
+    seconds_per_flop = 2.8e-11
+    """A step takes up to 1.7x the SLM's time for 1.04x its FLOPs (`benchmarks/bench_hypernet.py`)."""
 
-def shape_table(scale: str, experts: int | None = None) -> pd.DataFrame:
-    """The hyper-network next to the SLM it generates: parameters and the cost of a training step."""
-    cfg = hyper_config(scale, experts)
-    tokens = train_config("slm", scale).batch_size * cfg.context
-    slm_step = costs.train_flops(cfg.slm, tokens, 1)
-    rows = [{"model": "SLM", "parameters": param_count_formula(cfg.slm), "step_flops": slm_step},
-            {"model": f"SLM-hn (k={cfg.n_experts}, m={cfg.code_dim}, h={cfg.bank_size})",
-             "parameters": param_count_hypernet(cfg), "step_flops": cfg.train_flops(tokens, 1)}]
-    table = pd.DataFrame(rows)
-    table["step_flops_vs_slm"] = table["step_flops"] / slm_step
-    table["inference_flops_per_token"] = cfg.inference_flops_per_token()
-    return table.set_index("model")
+    def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
+                 callbacks=None, **options) -> list[dict]:
+        return pretrain(self.name, scale, seed=seed, progress=progress, budget_flops=budget_flops,
+                        callbacks=callbacks, **self.check_options(options, phase="pretrain"))
 
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+        return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
+                          progress=progress, **self.check_options(options))
 
-def histogram_set(scale: str) -> int:
-    """The in-domain set the notebook instantiates from: the scale's middle one. The smallest
-    (8k tokens at `default`, a couple of documents) can miss a domain's main cluster: the first
-    8k tokens of legal and medicine put their top share in another cluster than their 64k-token
-    sets and their test splits do."""
-    return sorted(load_corpus(scale).scale.set_tokens)[1]
-
-
-def generic_curves(scale: str, *, experts: int | None = None, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """Generic validation perplexity against pretraining FLOPs: SLM, LLM and SLM-hn (routed), on
-    the same validation windows and budgets. Trains what is not cached."""
-    from . import pretrain as method_pretrain
-
-    k = hyper_config(scale, experts).n_experts
-    found = {"slm": method_pretrain("slm", scale, seed=seed, progress=progress),
-             "llm": method_pretrain("llm", scale, seed=seed, progress=progress),
-             f"slm-hn ({k} experts)": pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k)}
-    rows = [{"method": name, "pretrain_flops": r["pretrain_flops"], "pretrain_tokens": r["pretrain_tokens"],
-             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"])}
-            for name, rs in found.items() for r in rs]
-    return pd.DataFrame(rows).sort_values(["method", "pretrain_flops"], ignore_index=True)
-
-
-def parse_list(value: str | Sequence, kind=int) -> list:
-    """A list from "a,b,c" (a notebook parameter) or a sequence; empty gives []."""
-    if isinstance(value, str):
-        try:
-            return [kind(x) for x in value.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise LabError(f"{value!r}: give comma-separated values, e.g. \"4,8,16\"") from None
-    return [kind(x) for x in value]
-
-
-def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.125,
-                     domains: str | Sequence[str] = "", *, seed: int = 0, progress: bool = True) -> pd.DataFrame:
-    """SLM-hn against its number of experts at one budget (`fraction` of the SLM's), the SLM at
-    the same budget as the one-model reference (the paper's Figure 7).
-
-    Per k: generic validation perplexity (routed) and the domains' macro test
-    perplexity before fine-tuning of the top-cluster instantiation (each domain's
-    histogram from its `histogram_set` training set)."""
-    from . import pretrain as method_pretrain
-
-    if not 0 < fraction <= 1:
-        raise LabError(f"fraction={fraction}: give a share of the pretraining budget in (0, 1]")
-    corpus = load_corpus(scale)
-    domains = parse_list(domains, str) or corpus.domains
-    budget = fraction * train_config("slm", scale).pretrain_flops
-    slm = pick_checkpoint(method_pretrain("slm", scale, seed=seed, progress=progress, budget_flops=[budget]), budget)
-    tests = {d: corpus.tokens(d, "test") for d in domains}
-    sets = {d: corpus.train_set(d, histogram_set(scale)) for d in domains}
-    device = pick_device()
-    slm_model = load_model(slm["checkpoint"], device)
-    rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
-             "pretrain_tokens": slm["pretrain_tokens"], "generic_ppl": math.exp(slm["valid_loss"]),
-             "domain_ppl": macro_perplexity({d: evaluate(slm_model, t) for d, t in tests.items()})}]
-    for k in parse_list(experts) or ABLATION_EXPERTS.get(scale, ABLATION_EXPERTS["paper"]):
-        (r,) = pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
-        model = load_hypernet(r["checkpoint"], device)
-        top = {d: int(np.argmax(domain_histogram(scale, k, s, d))) for d, s in sets.items()}
-        rows.append({"experts": k, "method": "slm-hn", "pretrain_flops": r["pretrain_flops"],
-                     "pretrain_tokens": r["pretrain_tokens"], "generic_ppl": math.exp(r["valid_loss"]),
-                     "domain_ppl": macro_perplexity({d: evaluate(model.instantiate(top[d]), t)
-                                                     for d, t in tests.items()})})
-    return pd.DataFrame(rows)
-
-
-def compare_instantiation(scale: str, set_tokens: int = 0, domains: str | Sequence[str] = "", *,
-                          experts: int | None = None, with_slm: bool = True, seed: int = 0,
-                          progress: bool = True) -> pd.DataFrame:
-    """Top-cluster against histogram instantiation on every domain, before and after fine-tuning,
-    with each domain's histogram entropy (and the fine-tuned SLM for reference): one row per
-    (domain, method). `set_tokens` 0 means `histogram_set(scale)`."""
-    from . import specialize as method_specialize
-
-    corpus = load_corpus(scale)
-    set_tokens = set_tokens or histogram_set(scale)
-    rows = []
-    for domain in parse_list(domains, str) or corpus.domains:
-        found = {f"slm-hn ({how})": specialize("slm-hn", domain, set_tokens, scale, seed=seed, progress=progress,
-                                               experts=experts, instantiate=how) for how in INSTANTIATIONS}
-        x = found["slm-hn (top)"]["extra"]  # the domain's histogram, the same for both
-        if with_slm:
-            found["slm"] = method_specialize("slm", domain, set_tokens, scale, seed=seed, progress=progress)
-        for name, r in found.items():
-            rows.append({"domain": domain, "method": name, "set_tokens": set_tokens,
-                         "entropy_nats": x["histogram_entropy"], "top_share": x["top_share"],
-                         "ppl_before": r["ppl_before"], "ppl_after": r["ppl_after"],
-                         "valid_loss_before": r["extra"]["initial_valid_loss"],
-                         "valid_loss_after": r["extra"]["best_valid_loss"],
-                         "specialize_flops": r["specialize_flops"], "pretrain_flops": r["pretrain_flops"],
-                         "cached": r["cached"]})
-    return pd.DataFrame(rows)
-
-
-def histogram_gain(table: pd.DataFrame) -> pd.DataFrame:
-    """Per domain: entropy, and how much histogram instantiation beats top (perplexity of top
-    minus histogram; positive: the histogram is better), before and after fine-tuning."""
-    wide = table.pivot_table(index=["domain", "entropy_nats", "top_share"], columns="method",
-                             values=["ppl_before", "ppl_after"])
-    out = pd.DataFrame({
-        "gain_before": wide[("ppl_before", "slm-hn (top)")] - wide[("ppl_before", "slm-hn (histogram)")],
-        "gain_after": wide[("ppl_after", "slm-hn (top)")] - wide[("ppl_after", "slm-hn (histogram)")],
-    }).reset_index()
-    return out.sort_values("entropy_nats", ignore_index=True)
-
-
-def metrics(curves: pd.DataFrame, ablation: pd.DataFrame, table: pd.DataFrame) -> dict:
-    """The numbers notebook 04 reports (and its test checks)."""
-    gains = histogram_gain(table)
-    high = gains["entropy_nats"] >= gains["entropy_nats"].median()
-    curves = curves.sort_values("pretrain_flops")
-    domains = {}
-    for domain, g in table.groupby("domain"):
-        domains[domain] = {"entropy_nats": float(g["entropy_nats"].iloc[0]), "top_share": float(g["top_share"].iloc[0]),
-                           **{m: {"before": float(r["ppl_before"]), "after": float(r["ppl_after"]),
-                                  "valid_loss_before": float(r["valid_loss_before"]),
-                                  "valid_loss_after": float(r["valid_loss_after"])}
-                              for m, r in g.set_index("method").iterrows()}}
-    return {
-        "generic_ppl": {m: g["ppl"].tolist() for m, g in curves.groupby("method")},
-        "pretrain_flops": {m: g["pretrain_flops"].tolist() for m, g in curves.groupby("method")},
-        "ablation": ablation[["experts", "method", "generic_ppl", "domain_ppl"]].to_dict(orient="records"),
-        "domains": domains,
-        "macro_ppl_before": {m: macro_perplexity(dict(zip(g["domain"], np.log(g["ppl_before"]))))
-                             for m, g in table.groupby("method")},
-        "macro_ppl_after": {m: macro_perplexity(dict(zip(g["domain"], np.log(g["ppl_after"]))))
-                            for m, g in table.groupby("method")},
-        "histogram_gain_after": {"high_entropy": float(gains.loc[high, "gain_after"].mean()),
-                                 "low_entropy": float(gains.loc[~high, "gain_after"].mean())},
-    }
+    def price(self, step: Step, layout: Layout) -> float:
+        """The instantiated SLM's fine-tuning (instantiation is closed-form)."""
+        return finetune_flops("slm", layout.scale, step.set_tokens)

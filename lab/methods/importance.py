@@ -29,7 +29,7 @@ and 1-25k at k=256 against the 140k windows a full SLM budget draws, and an
 8k-token set (62 windows) leaves most of 64 or 256 clusters empty. Measured
 at `default` (64k-token sets, an eighth of the SLM budget, test perplexity
 after fine-tuning): medicine 96 / 65 / 84 / 85 and legal 108 / 65 / 68 / 67 at
-k = 4 / 16 / 64 / 256. `k_ablation` repeats it (notebook 03).
+k = 4 / 16 / 64 / 256. Notebook 03 repeats it (`lab.analysis.importance.k_ablation`).
 
 Edge cases. A domain set of fewer windows than k gives a histogram that is
 mostly sampling noise: it is used as it is, with `lab.cluster`'s warning, and
@@ -51,8 +51,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from tqdm.auto import tqdm
 
 from ..nn import costs
 from ..data.cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
@@ -62,16 +60,19 @@ from ..errors import LabError
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.importance import ImportanceWeights, importance_weights
-from ..nn.model import model_config, train_config
+from ..nn.model import model_config
+from ..training.train import train_config
 from ..paths import scale_dir
 from .store import ResultStore, cached_run, data_hash, stable_hash
 from .runs import file_hash
 from ..data.tokens import BatchSampler, window_starts
-from ..training.train import budget_steps, checkpoint_name, load_model, pretrain, read_meta
+from ..training.train import budget_steps, checkpoint_name, pretrain
+from ..nn.checkpoints import load_model, read_meta
 from .common import checkpoint_rows, domain_data
+from ..scales import Scale, get_scale
+from .base import Layout, Method, Option, Step, at_least, finetune_flops, positive, priced
 
 WEIGHTS = ("histogram", "top")
-DEFAULT_K = {"tiny": 4, "default": 16, "paper": 1024}
 """Clusters behind the weights when `k` is not given (see the module notes)."""
 REPEAT_WARNING = 10
 """Warn when a run would read each effective window more times than this."""
@@ -116,8 +117,8 @@ class Resampling:
                 "uncovered_share": iw.uncovered_share, "sparse": self.sparse}
 
 
-def default_k(scale: str) -> int:
-    return DEFAULT_K.get(scale, DEFAULT_K["paper"])
+def default_k(scale: str | Scale) -> int:
+    return get_scale(scale).importance_k
 
 
 def clustering_for(corpus, k: int) -> Clustering:
@@ -268,49 +269,38 @@ def _finetune(checkpoint: Path, rs: Resampling, dom: Domain, train_set: np.ndarr
                       data_hash=data_hash(train_set, dom.validation, dom.test))
 
 
-# ---------------------------------------------------------------- tables for notebook 03
+class ImportanceSampling(Method):
+    """SLM-is trains one model per domain and set, so the study runs it on its `is_sets` only; one
+    run writes a checkpoint at every share of its specialization budget, so the curve over that
+    budget costs fine-tunings only."""
+    name, title, from_scratch = "slm-is", "SLM-is", True
+    options = (
+        Option("k", int, "clusters used for the importance weights", check=at_least(1)),
+        Option("spec_flops", float, "specialization budget for training on the resampled generic corpus (FLOPs)",
+               check=positive),
+        Option("weights", str, "resample to the domain's whole cluster histogram, or to its top cluster only",
+               choices=WEIGHTS, study=False),
+    )
 
-FIELDS = ("k", "weights", "is_flops", "is_tokens", "finetune_flops", "is_valid_loss", "effective_windows",
-          "effective_epochs", "top_cluster", "top_share", "uncovered_share", "sparse")
-"""SLM-is's own fields, next to the reported ones, in the tables below."""
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+        return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
+                          progress=progress, **self.check_options(options))
 
+    def steps(self, layout: Layout) -> list[Step]:
+        opts = self.study_options(layout.options)
+        spec = float(opts.pop("spec_flops", train_config("slm", layout.scale).pretrain_flops))
+        steps = []
+        for n in layout.is_sets:
+            for f in sorted(layout.fractions, reverse=True):
+                for d in layout.domains:
+                    step = Step(self.name, "specialize", d, n, f, f * spec,
+                                options=tuple(sorted({**opts, "spec_flops": f * spec}.items())))
+                    steps.append(priced(step, self.price(step, layout)))
+        return steps
 
-def flat(row: dict) -> dict:
-    """A result row as a table row: the reported fields, and SLM-is's own where it has them."""
-    from . import report
-
-    extra = row.get("extra") or {}
-    return {**report(row), **{f: extra[f] for f in FIELDS if f in extra}}
-
-
-def budget_curves(domains: list[str], set_sizes: list[int], scale: str, *, spec_flops: float | None = None,
-                  k: int | None = None, weights: str = "histogram", seed: int = 0) -> pd.DataFrame:
-    """SLM-is at every checkpoint share of `spec_flops`, per domain and set size (one run each)."""
-    jobs = [(d, n) for d in domains for n in set_sizes]
-    rows = [flat(r) for d, n in tqdm(jobs, desc=f"slm-is ({weights})")
-            for r in curve(d, n, scale, spec_flops=spec_flops, k=k, weights=weights, seed=seed, progress=False)]
-    return pd.DataFrame(rows)
-
-
-def reference(domains: list[str], set_sizes: list[int], scale: str, *, seed: int = 0) -> pd.DataFrame:
-    """The SLM pretrained on the generic corpus (its full budget, shared by every domain) and
-    fine-tuned on each set: what SLM-is is measured against."""
-    from . import specialize as specialize_method
-
-    jobs = [(d, n) for d in domains for n in set_sizes]
-    return pd.DataFrame([flat(specialize_method("slm", d, n, scale, seed=seed, progress=False))
-                         for d, n in tqdm(jobs, desc="slm")])
-
-
-def k_ablation(domains: list[str], set_sizes: list[int], scale: str, *, ks: list[int],
-               spec_flops: float | None = None, seed: int = 0) -> pd.DataFrame:
-    """SLM-is at one specialization budget for each number of clusters k (the paper's Figure 10)."""
-    jobs = [(d, n, k) for d in domains for n in set_sizes for k in ks]
-    return pd.DataFrame([flat(specialize("slm-is", d, n, scale, seed=seed, k=k, spec_flops=spec_flops,
-                                         progress=False)) for d, n, k in tqdm(jobs, desc="slm-is k")])
-
-
-def by_setting(frame: pd.DataFrame, value: str) -> dict[str, list]:
-    """One column's values per "domain/set size", in budget order (for metrics files)."""
-    return {f"{d}/{n}": g.sort_values("is_flops")[value].tolist()
-            for (d, n), g in frame.groupby(["domain", "set_tokens"])}
+    def price(self, step: Step, layout: Layout) -> float:
+        """The fine-tuning, and at the full budget the resampled run itself (a checkpoint at every share)."""
+        tc = train_config("slm", layout.scale)
+        run = tc.run_flops(step.budget) if step.fraction == 1.0 else 0.0
+        return finetune_flops("slm", layout.scale, step.set_tokens) + run

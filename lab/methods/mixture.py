@@ -22,14 +22,12 @@ domain's cluster histogram, the chosen expert and what each rule scored.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..nn import costs
 from . import runs
@@ -39,24 +37,23 @@ from ..device import device_name, pick_device
 from ..errors import LabError
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune_config
-from ..nn.mixture import BatchedGPT, extract, load_mixture, pretrain_mixture, routed_evaluate
-from ..nn.model import model_config, train_config
+from ..nn.mixture import BatchedGPT, extract, load_mixture
+from ..training.routing import pretrain_mixture, routed_evaluate
+from ..nn.model import model_config
+from ..training.train import train_config
 from .store import ResultStore, cached_run, data_hash
-from ..training.train import read_meta
+from ..nn.checkpoints import read_meta
 from .common import domain_data, generic_streams, pick_checkpoint
+from ..scales import Scale, get_scale
+from .base import Layout, Method, Option, Step, at_least, finetune_flops
 
-DEFAULT_EXPERTS = {"tiny": 4, "default": 4, "paper": 16}
-"""Experts per scale. The paper's main results use 16; at `default` the SLM is small and
-its budget short, so 4 experts each get enough compute (DESIGN section 5)."""
-ABLATION_EXPERTS = {"tiny": (4, 16), "default": (4, 8, 16), "paper": (4, 16, 64)}
-"""Expert counts of the ablation (the paper's Figure 11: 4 to 64), among each scale's cached k-means sizes."""
 SELECTIONS = ("top", "loss", "all")
 EXPERT_METHOD = "slm-mix-expert"
 """Method name of the fine-tuning rows of single experts; the study reads the "slm-mix" rows."""
 
 
 def n_experts(scale: str, experts: int | None = None) -> int:
-    k = DEFAULT_EXPERTS.get(scale, 16) if experts is None else int(experts)
+    k = get_scale(scale).mixture_experts if experts is None else int(experts)
     if k < 2:
         raise LabError(f"a mixture needs at least 2 experts, got experts={k}")
     return k
@@ -69,15 +66,10 @@ def clustering(scale: str, k: int):
     return corpus, cluster_corpus(corpus, ks=sorted(set(default_ks(scale)) | {k}))
 
 
-def _check_options(options: dict) -> None:
-    if options:
-        raise LabError(f"slm-mix takes the options experts and selection, not {', '.join(sorted(options))}")
-
-
 # -- pretraining -----------------------------------------------------------
 
 def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True, experts: int | None = None,
-             budget_flops: Sequence[float] | None = None, callbacks=None, **options) -> list[dict]:
+             budget_flops: Sequence[float] | None = None, callbacks=None) -> list[dict]:
     """Train the mixture with a checkpoint at each budget (default: the SLM's budgets).
 
     One row per checkpoint: checkpoint, pretrain_flops and pretrain_tokens (the
@@ -86,7 +78,6 @@ def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True, e
     cluster), expert_tokens (tokens each expert trained on), expert_epochs,
     expert_valid_loss and expert_valid_tokens.
     """
-    _check_options(options)
     k = n_experts(scale, experts)
     corpus, clusters = clustering(scale, k)
     tokens, valid = generic_streams(scale)
@@ -186,8 +177,7 @@ def select_expert(rule: str, model: BatchedGPT, histogram: np.ndarray, train: np
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               selection: str = "top", **options) -> dict:
-    _check_options(options)
+               selection: str = "top") -> dict:
     if selection not in SELECTIONS:
         raise LabError(f"unknown expert selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
     k = n_experts(scale, experts)
@@ -232,183 +222,32 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(train, dom.validation, dom.test))
 
 
-# -- what notebook 05 shows ------------------------------------------------
+class Mixture(Method):
+    name, title, needs = "slm-mix", "SLM-mix", ("slm-mix",)
+    options = (
+        Option("experts", int, "number of experts (clusters of the generic corpus)", pretrain=True, check=at_least(2)),
+        Option("selection", str, "expert for the domain: most frequent cluster, lowest loss, or fine-tune all",
+               choices=SELECTIONS),
+    )
 
-def generic_curves(scale: str, *, experts: int | None = None, with_llm: bool = True, seed: int = 0,
-                   progress: bool = True) -> pd.DataFrame:
-    """Generic validation perplexity against pretraining FLOPs: SLM, SLM-mix (routed) and,
-    if asked, the LLM, all on the same validation windows. Trains what is not cached."""
-    from . import pretrain as method_pretrain
+    def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
+                 callbacks=None, **options) -> list[dict]:
+        return pretrain(self.name, scale, seed=seed, progress=progress, budget_flops=budget_flops,
+                        callbacks=callbacks, **self.check_options(options, phase="pretrain"))
 
-    k = n_experts(scale, experts)
-    runs_ = {"slm": method_pretrain("slm", scale, seed=seed, progress=progress),
-             f"slm-mix ({k} experts)": pretrain("slm-mix", scale, seed=seed, progress=progress, experts=k)}
-    if with_llm:
-        runs_["llm"] = method_pretrain("llm", scale, seed=seed, progress=progress)
-    rows = [{"method": name, "pretrain_flops": r["pretrain_flops"], "pretrain_tokens": r["pretrain_tokens"],
-             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"])}
-            for name, rs in runs_.items() for r in rs]
-    return pd.DataFrame(rows).sort_values(["method", "pretrain_flops"], ignore_index=True)
+    def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+        return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
+                          progress=progress, **self.check_options(options))
 
-
-def crossover(curves: pd.DataFrame, mixture: str, reference: str = "slm") -> dict:
-    """Where the mixture starts to beat the reference on generic perplexity.
-
-    Budgets are paired in order (both runs checkpoint at the same FLOP fractions).
-    `first_win_flops`: the smallest budget from which the mixture is better at every
-    larger one (None if it never is); `crossover_flops`: the point between that
-    budget and the one before where the perplexity gap, interpolated linearly in
-    log FLOPs, is zero (None unless the mixture first loses, then wins).
-    """
-    a = curves[curves["method"] == mixture].sort_values("pretrain_flops")
-    b = curves[curves["method"] == reference].sort_values("pretrain_flops")
-    if len(a) != len(b) or len(a) == 0:
-        raise LabError(f"{mixture} has {len(a)} budgets and {reference} {len(b)}: they must match")
-    flops = np.sqrt(a["pretrain_flops"].to_numpy() * b["pretrain_flops"].to_numpy())
-    gap = a["ppl"].to_numpy() - b["ppl"].to_numpy()
-    wins = gap < 0
-    losing = np.flatnonzero(~wins)
-    first = 0 if len(losing) == 0 else int(losing[-1]) + 1
-    out = {"first_win_flops": float(flops[first]) if first < len(flops) else None, "crossover_flops": None,
-           "gap_ppl": gap.tolist(), "pretrain_flops": flops.tolist()}
-    if 0 < first < len(flops):
-        x0, x1 = np.log(flops[first - 1]), np.log(flops[first])
-        t = gap[first - 1] / (gap[first - 1] - gap[first])
-        out["crossover_flops"] = float(np.exp(x0 + t * (x1 - x0)))
-    return out
-
-
-def parse_experts(experts: str | Sequence[int], scale: str) -> list[int]:
-    """Expert counts from "4,8,16" or a list; empty means the scale's ablation list."""
-    if isinstance(experts, str):
-        try:
-            experts = [int(x) for x in experts.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise LabError(f"experts={experts!r}: give comma-separated integers, e.g. \"4,8,16\"") from None
-    return list(experts) or list(ABLATION_EXPERTS.get(scale, ABLATION_EXPERTS["paper"]))
-
-
-def expert_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.25, *, seed: int = 0,
-                    progress: bool = True) -> pd.DataFrame:
-    """Generic perplexity against the number of experts at one budget (`fraction` of the SLM's),
-    with the SLM at the same budget as the 1-expert reference (the paper's Figure 11)."""
-    from . import pretrain as method_pretrain
-
-    if not 0 < fraction <= 1:
-        raise LabError(f"fraction={fraction}: give a share of the pretraining budget in (0, 1]")
-    budget = fraction * train_config("slm", scale).pretrain_flops
-    slm = pick_checkpoint(method_pretrain("slm", scale, seed=seed, progress=progress), budget)
-    rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
-             "tokens_per_expert": slm["pretrain_tokens"], "ppl": math.exp(slm["valid_loss"])}]
-    for k in parse_experts(experts, scale):
-        (r,) = pretrain("slm-mix", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
-        rows.append({"experts": k, "method": "slm-mix", "pretrain_flops": r["pretrain_flops"],
-                     "tokens_per_expert": r["expert_tokens"][0], "ppl": math.exp(r["valid_loss"])})
-    return pd.DataFrame(rows)
-
-
-def pretrain_table(rows: list[dict]) -> pd.DataFrame:
-    """The mixture's checkpoints: budget, tokens (in all and per expert), routed generic validation."""
-    return pd.DataFrame([{"pretrain_flops": r["pretrain_flops"], "pretrain_tokens": r["pretrain_tokens"],
-                          "tokens_per_expert": r["expert_tokens"][0], "valid_loss": r["valid_loss"],
-                          "valid_ppl": math.exp(r["valid_loss"]), "seconds": r["seconds"]} for r in rows])
-
-
-def routing_table(row: dict) -> pd.DataFrame:
-    """One pretraining checkpoint's routing statistics, one row per expert."""
-    k = row["experts"]
-    return pd.DataFrame({"expert": range(k), "generic_windows": row["expert_windows"],
-                         "tokens_trained": row["expert_tokens"], "epochs": row["expert_epochs"],
-                         "valid_tokens": row["expert_valid_tokens"],
-                         "valid_ppl": [math.exp(x) if x is not None else None for x in row["expert_valid_loss"]]})
-
-
-def compare_selection(scale: str, set_tokens: int = 0, domains: str | Sequence[str] = "", *,
-                      experts: int | None = None, with_slm: bool = True, seed: int = 0,
-                      progress: bool = True) -> pd.DataFrame:
-    """The three selection rules on every domain (the paper's Table 5), and the fine-tuned SLM
-    for reference: one row per (domain, rule). `set_tokens` 0 means the scale's smallest set."""
-    from . import specialize as method_specialize
-
-    corpus = load_corpus(scale)
-    set_tokens = set_tokens or min(corpus.scale.set_tokens)
-    if isinstance(domains, str):
-        domains = [d for d in domains.replace(" ", "").split(",") if d]
-    rows = []
-    for domain in domains or corpus.domains:
-        for rule in SELECTIONS:
-            r = specialize("slm-mix", domain, set_tokens, scale, seed=seed, progress=progress, experts=experts,
-                           selection=rule)
-            x = r["extra"]
-            rows.append({"domain": domain, "method": f"slm-mix ({rule})", "selection": rule, "expert": x["expert"],
-                         "top_cluster": x["top_cluster"], "top_share": x["top_share"], "histogram": x["histogram"],
-                         "ppl_before": r["ppl_before"], "ppl_after": r["ppl_after"],
-                         "ppl_before_routed": x["ppl_before_routed"], "specialize_flops": r["specialize_flops"],
-                         "selection_flops": x["selection_flops"], "cached": r["cached"]})
-        if with_slm:
-            r = method_specialize("slm", domain, set_tokens, scale, seed=seed, progress=progress)
-            rows.append({"domain": domain, "method": "slm", "selection": None, "expert": None, "top_cluster": None,
-                         "top_share": None, "histogram": None, "ppl_before": r["ppl_before"],
-                         "ppl_after": r["ppl_after"], "ppl_before_routed": None, "specialize_flops": r["specialize_flops"],
-                         "selection_flops": 0.0, "cached": r["cached"]})
-    return pd.DataFrame(rows).astype({"expert": "Int64", "top_cluster": "Int64"})
-
-
-def _macro(ppl: pd.Series) -> float:
-    """The paper's average over domains: exp of the mean log perplexity."""
-    return float(np.exp(np.log(ppl.astype(float)).mean()))
-
-
-def selection_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per method (SLM and each rule): macro test perplexity before and after fine-tuning over
-    the domains, mean specialization FLOPs, and how often the rule picked the "top" expert."""
-    top = table[table["selection"] == "top"].set_index("domain")["expert"]
-    rows = []
-    for method, g in table.groupby("method", sort=False):
-        same = [top.get(d) == e for d, e in zip(g["domain"], g["expert"])] if g["selection"].notna().all() else []
-        rows.append({"method": method, "domains": len(g), "macro_ppl_before": _macro(g["ppl_before"]),
-                     "macro_ppl_after": _macro(g["ppl_after"]), "mean_specialize_flops": g["specialize_flops"].mean(),
-                     "same_expert_as_top": float(np.mean(same)) if same else None})
-    return pd.DataFrame(rows)
-
-
-def domain_gains(table: pd.DataFrame) -> pd.DataFrame:
-    """Per domain: how concentrated it is on one cluster (top_share) and what SLM-mix ("top")
-    gains over the fine-tuned SLM, in perplexity points (positive: the mixture is better).
-    The paper's finding 7: domains spread over many clusters gain little or nothing."""
-    mix = table[table["selection"] == "top"].set_index("domain")
-    out = mix[["top_share", "expert", "ppl_after"]].rename(columns={"ppl_after": "mix_ppl_after"})
-    slm = table[table["method"] == "slm"].set_index("domain")["ppl_after"]
-    if len(slm):
-        out["slm_ppl_after"] = slm
-        out["gain"] = out["slm_ppl_after"] - out["mix_ppl_after"]
-    return out.sort_values("top_share", ascending=False).reset_index()
-
-
-def notebook_metrics(rows: list[dict], curves: pd.DataFrame, cross: dict, ablation: pd.DataFrame,
-                     selection: pd.DataFrame) -> dict:
-    """The small metrics file notebook 05 writes (and its test reads)."""
-    def curve(method: str) -> dict:
-        c = curves[curves["method"] == method].sort_values("pretrain_flops")
-        return {"pretrain_flops": c["pretrain_flops"].tolist(), "valid_ppl": c["ppl"].tolist()}
-
-    last = rows[-1]
-    per_domain: dict[str, dict] = {}
-    for r in selection.itertuples():
-        rule = r.selection if isinstance(r.selection, str) else r.method
-        per_domain.setdefault(r.domain, {})[rule] = {
-            "expert": None if pd.isna(r.expert) else int(r.expert),
-            "ppl_before": r.ppl_before, "ppl_after": r.ppl_after, "specialize_flops": r.specialize_flops,
-            "selection_flops": r.selection_flops}
-    summary = selection_summary(selection).set_index("method")
-    return {
-        "experts": last["experts"],
-        "curves": {method: curve(method) for method in curves["method"].unique()},
-        "crossover": cross,
-        "expert_tokens": last["expert_tokens"], "expert_windows": last["expert_windows"],
-        "pretrain_tokens": last["pretrain_tokens"],
-        "ablation": {int(r.experts): r.ppl for r in ablation.itertuples()},
-        "selection": {m: {"macro_ppl_before": s.macro_ppl_before, "macro_ppl_after": s.macro_ppl_after,
-                          "mean_specialize_flops": s.mean_specialize_flops} for m, s in summary.iterrows()},
-        "domains": per_domain,
-    }
+    def price(self, step: Step, layout: Layout) -> float:
+        """The chosen expert's fine-tuning, plus what the rule pays to choose it (`select_expert`)."""
+        options = dict(step.options)
+        base = finetune_flops("slm", layout.scale, step.set_tokens)
+        k = n_experts(layout.scale, options.get("experts"))
+        selection = options.get("selection", "top")
+        if selection == "all":
+            return k * base
+        if selection == "loss":
+            return base + k * step.set_tokens * costs.forward_flops_per_token(model_config("slm", layout.scale))
+        return base

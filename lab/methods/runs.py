@@ -22,10 +22,12 @@ from ..nn import costs
 from ..device import device_name, pick_device
 from ..training.evaluate import evaluate
 from ..training.finetune import FinetuneConfig, finetune, finetune_config
-from ..nn.model import GPTConfig, TrainConfig, model_config, train_config
+from ..nn.model import GPTConfig, model_config
+from ..training.train import TrainConfig, train_config
 from ..paths import scale_dir
 from .store import ResultStore, cached_run, data_hash, stable_hash
-from ..training.train import load_model, pretrain, read_meta, save_model
+from ..nn.checkpoints import load_model, read_meta, save_model
+from ..training.train import pretrain
 
 
 def checkpoint_root(kind: str, scale: str, model_cfg: GPTConfig, train_cfg: TrainConfig, data: str) -> Path:

@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..errors import LabError
 from ..paths import REPO, scale_dir
+from ..scales import Scale
 
 COLUMNS: dict[str, str] = {
     "method": "TEXT",
@@ -50,6 +51,8 @@ BUSY_TIMEOUT_S = 60.0
 
 
 def _jsonable(obj: Any):
+    if isinstance(obj, Scale):  # a scale enters keys by name; its numbers enter through the configs it makes
+        return obj.name
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return dataclasses.asdict(obj)
     if isinstance(obj, np.generic):
@@ -264,6 +267,6 @@ def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapp
     if row is not None:
         return {**row, "cached": True}
     result = dict(fn())
-    columns = {k: v for k, v in key.items() if k in COLUMNS and k != "extra"}
+    columns = {k: v.name if isinstance(v, Scale) else v for k, v in key.items() if k in COLUMNS and k != "extra"}
     store.add(cache_key=cache_key, **{**columns, **result, "config_hash": config_hash, "data_hash": data_hash})
     return {**store.get(cache_key), "cached": False}

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +39,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_model as load_safetensors
 
-from . import costs
 from ..errors import LabError
-from ..training.evaluate import Eval, evaluate
+from . import costs
+from .checkpoints import read_meta
 from .model import GPT, CausalSelfAttention, GPTConfig, param_count_formula
-from ..data.tokens import BatchSampler, window_starts
-from ..training.train import read_meta
 
 
 @dataclass(frozen=True)
@@ -267,43 +264,3 @@ def load_hypernet(path: str | Path, device: torch.device | str = "cpu") -> Hyper
     model = HyperGPT(HyperConfig(**meta["model_config"]))
     load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
     return model.to(device)
-
-
-# -- data --------------------------------------------------------------------
-
-class RoutedSampler(BatchSampler):
-    """Uniform batches of the stream's windows, each with its expert: `next()` gives (x, y, experts).
-
-    Windows are those `lab.tokens.window_starts` cuts, the ones the clustering
-    assigned; `window_experts[j]` is window j's cluster."""
-
-    def __init__(self, tokens: np.ndarray, window_experts: np.ndarray, batch_size: int, context: int,
-                 seed: int = 0):
-        starts = window_starts(len(tokens), context)
-        if len(window_experts) != len(starts):
-            raise LabError(f"{len(window_experts)} expert ids for a stream of {len(starts)} windows of context "
-                           f"{context}: the ids belong to another stream or context")
-        super().__init__(tokens, batch_size, context, seed, starts=starts)
-        self.window_experts = torch.from_numpy(np.asarray(window_experts, dtype=np.int64))
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        # Sorted by expert, so that micro-batches (gradient accumulation) split few experts' groups.
-        offsets = self.offsets()
-        offsets = offsets[np.argsort(self.window_experts[offsets // self.context].numpy(), kind="stable")]
-        idx = offsets[:, None] + np.arange(self.context + 1)[None, :]
-        chunk = torch.from_numpy(np.asarray(self.tokens[idx], dtype=np.int64))
-        return chunk[:, :-1], chunk[:, 1:], self.window_experts[offsets // self.context]
-
-
-def evaluate_routed(model: HyperGPT, tokens: np.ndarray, *, window_experts: np.ndarray, **kwargs) -> Eval:
-    """`lab.evaluate.evaluate` for the routed model: window j of `tokens` goes through
-    expert `window_experts[j]` (its cluster)."""
-    windows = len(window_starts(len(tokens), model.config.context))
-    if len(window_experts) != windows:
-        raise LabError(f"{len(window_experts)} expert ids for {windows} windows: assign the clusters of this very stream")
-    return evaluate(model, tokens, window_experts=window_experts, **kwargs)
-
-
-def routed_evaluator(window_experts: np.ndarray):
-    """An `evaluate_fn` for `lab.train.Trainer` scoring a stream whose window clusters are `window_experts`."""
-    return partial(evaluate_routed, window_experts=window_experts)

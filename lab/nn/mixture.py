@@ -24,8 +24,6 @@ one SLM. `extract` writes one expert as a plain SLM checkpoint that
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -36,11 +34,9 @@ import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_model as load_safetensors
 
-from ..data.cluster import check_window_ids, cluster_starts
 from ..errors import LabError
-from .model import GPT, GPTConfig, TrainConfig
-from ..data.tokens import BatchSampler, window_starts
-from ..training.train import pretrain, read_meta, save_model
+from .checkpoints import read_meta, save_model
+from .model import GPT, GPTConfig
 
 
 class BatchedLinear(nn.Module):
@@ -215,72 +211,6 @@ class BatchedGPT(nn.Module):
         return norms
 
 
-# -- data ------------------------------------------------------------------
-
-def expert_seed(seed: int, expert: int) -> int:
-    """Seed of expert `expert`'s batch stream in a run seeded `seed`."""
-    return seed * 10_000 + expert
-
-
-class ExpertSampler:
-    """One `BatchSampler` per expert over its cluster's windows; a batch is [B, k, T]."""
-
-    def __init__(self, tokens: np.ndarray, starts: Sequence[np.ndarray], batch_size: int, context: int,
-                 seed: int = 0):
-        for e, s in enumerate(starts):
-            if len(s) == 0:
-                raise LabError(f"cluster {e} holds no generic windows: use fewer experts")
-        self.samplers = [BatchSampler(tokens, batch_size, context, seed=expert_seed(seed, e), starts=s)
-                         for e, s in enumerate(starts)]
-        self.context = context
-        self.batch_size = batch_size
-
-    @property
-    def tokens_per_batch(self) -> int:
-        return len(self.samplers) * self.batch_size * self.context
-
-    def next(self) -> tuple[torch.Tensor, torch.Tensor]:
-        xs, ys = zip(*(s.next() for s in self.samplers))
-        return torch.stack(xs, 1), torch.stack(ys, 1)
-
-    def state_dict(self) -> dict:
-        return {"experts": [s.state_dict() for s in self.samplers]}
-
-    def load_state_dict(self, state: dict) -> None:
-        for s, st in zip(self.samplers, state["experts"], strict=True):
-            s.load_state_dict(st)
-
-
-def expert_starts(tokens: np.ndarray, window_ids: np.ndarray, n_experts: int, context: int) -> list[np.ndarray]:
-    """Offsets of each cluster's generic windows: expert e's training data."""
-    check_window_ids(tokens, window_ids, context)
-    if int(np.max(window_ids)) >= n_experts:
-        raise LabError(f"cluster ids run to {int(np.max(window_ids))} but the mixture has {n_experts} experts: "
-                       "the ids come from another k")
-    return [cluster_starts(window_ids, e, context) for e in range(n_experts)]
-
-
-# -- training --------------------------------------------------------------
-
-def pretrain_mixture(model_cfg: GPTConfig, train_cfg: TrainConfig, tokens: np.ndarray, window_ids: np.ndarray,
-                     n_experts: int, out_dir: str | Path, *, budget_flops: Sequence[float] | None = None,
-                     callbacks: dict | None = None, device: torch.device | str | None = None,
-                     progress: bool = True) -> list[Path]:
-    """Train k experts of shape `model_cfg`, expert e on the windows whose id is e, with
-    a checkpoint at each total FLOP budget (default: `train_cfg.checkpoint_flops`).
-
-    `lab.train.pretrain` does the work: its schedule, cooldown branches, resume and
-    checkpoint folders, with a `BatchedGPT` and an `ExpertSampler`. A checkpoint's
-    `flops` and `tokens` are the whole mixture's; each expert saw tokens / k.
-    """
-    starts = expert_starts(tokens, window_ids, n_experts, model_cfg.context)
-    return pretrain(model_cfg, train_cfg, tokens, out_dir, budget_flops=budget_flops, callbacks=callbacks,
-                    device=device, progress=progress,
-                    model_factory=lambda: BatchedGPT(model_cfg, n_experts),
-                    sampler_factory=lambda: ExpertSampler(tokens, starts, train_cfg.batch_size,
-                                                          model_cfg.context, seed=train_cfg.seed))
-
-
 def experts_in(path: str | Path) -> int:
     """Number of experts in a mixture checkpoint, read from its weights' shapes."""
     meta = read_meta(path)
@@ -333,50 +263,3 @@ def route(model: BatchedGPT, idx: torch.Tensor, expert_ids: Sequence[int] | np.n
             out = logits.new_empty(len(idx), *logits.shape[1:])
         out[mask] = logits
     return out
-
-
-@dataclass(frozen=True)
-class RoutedEval:
-    """Loss of a mixture whose windows each went to their cluster's expert."""
-    loss: float
-    """Mean next-token loss over every routed token, in nats."""
-    tokens: int
-    expert_loss: list[float | None]
-    """Each expert's mean loss on its own windows (None where it got none)."""
-    expert_tokens: list[int]
-
-    @property
-    def ppl(self) -> float:
-        return math.exp(self.loss)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "ppl": self.ppl}
-
-
-@torch.no_grad()
-def routed_evaluate(model: BatchedGPT, tokens: np.ndarray, window_ids: np.ndarray, *,
-                    max_tokens: int | None = None, batch_size: int = 16) -> RoutedEval:
-    """Score the consecutive windows of `tokens` (those of `window_starts`, the first
-    `max_tokens // context` of them) each with the expert its cluster id names."""
-    context = model.config.context
-    starts = window_starts(len(tokens), context)
-    if len(window_ids) != len(starts):
-        raise LabError(f"{len(window_ids)} cluster ids for {len(starts)} windows: assign this stream's windows")
-    if max_tokens is not None:
-        starts, window_ids = starts[: max(1, max_tokens // context)], window_ids[: max(1, max_tokens // context)]
-    if len(starts) == 0:
-        raise LabError(f"cannot evaluate on {len(tokens)} tokens: a window needs {context + 1}")
-    device = model.wte.weight.device
-    total, count = np.zeros(model.n_experts), np.zeros(model.n_experts, dtype=np.int64)
-    for e in np.unique(window_ids).tolist():
-        expert = model.expert(e).eval()
-        mine = starts[window_ids == e]
-        for i in range(0, len(mine), batch_size):
-            idx = mine[i:i + batch_size, None] + np.arange(context + 1)[None, :]
-            chunk = torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64)).to(device)
-            logits, _ = expert(chunk[:, :-1])
-            total[e] += F.cross_entropy(logits.float().flatten(0, 1), chunk[:, 1:].flatten(), reduction="sum").item()
-            count[e] += chunk[:, 1:].numel()
-    return RoutedEval(loss=float(total.sum() / count.sum()), tokens=int(count.sum()),
-                      expert_loss=[float(t / c) if c else None for t, c in zip(total, count)],
-                      expert_tokens=count.tolist())

@@ -13,15 +13,14 @@ The module owns the configurations: `model_config(kind, scale)` for shapes and
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import costs
 from ..errors import LabError
-from ..scales import get_scale
+from ..scales import Scale, get_scale
 
 
 @dataclass(frozen=True)
@@ -148,79 +147,10 @@ def non_embedding_params(cfg: GPTConfig) -> int:
     return param_count_formula(cfg) - cfg.vocab_size * cfg.d_model - cfg.context * cfg.d_model
 
 
-# Named sizes. The LLM keeps the SLM's depth, context and heads and is 2.75x wider.
-_SHAPES = {
-    #          n_layer, n_head, SLM width, LLM width
-    "tiny": (2, 2, 32, 88),
-    "default": (2, 4, 64, 176),
-    "paper": (7, 16, 1024, 2816),
-}
-
-
-def model_config(kind: str, scale: str) -> GPTConfig:
-    """The SLM or LLM of a named scale; vocabulary and context come from `lab.scales`."""
+def model_config(kind: str, scale: str | Scale) -> GPTConfig:
+    """The SLM or LLM of a scale (`lab.scales`: shapes, vocabulary, context)."""
     if kind not in ("slm", "llm"):
         raise LabError(f"unknown model kind {kind!r}: choose 'slm' or 'llm'")
-    data = get_scale(scale)
-    n_layer, n_head, d_slm, d_llm = _SHAPES[scale]
-    return GPTConfig(vocab_size=data.vocab_size, context=data.context, n_layer=n_layer,
-                     n_head=n_head, d_model=d_slm if kind == "slm" else d_llm)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Optimizer, schedule and pretraining budget of one model (see `lab.train` for the schedule)."""
-    batch_size: int = 8
-    micro_batch: int = 0
-    """Sequences per forward pass when a batch does not fit in memory (gradient accumulation); 0: the whole batch."""
-    lr: float = 3e-3
-    warmup_steps: int = 200
-    cooldown: float = 0.2
-    """Share of each checkpoint's budget spent decaying the learning rate to zero."""
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
-    grad_clip: float = 1.0
-    seed: int = 0
-    precision: str = "auto"
-    """"auto" (bf16 autocast where it is faster, see `lab.device`), "fp32" or "bf16"."""
-    pretrain_flops: float = 4.25e13
-    """Largest pretraining budget, in FLOPs so that the SLM and the LLM are compared at equal
-    compute (`train_config` states it as tokens of the scale's SLM)."""
-    checkpoint_fractions: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-    """Budgets, as shares of `pretrain_flops`, at which one run writes a checkpoint."""
-    eval_every: int = 500
-    eval_tokens: int = 65_536
-    """Generic validation tokens scored every `eval_every` steps (the live loss curve)."""
-    save_every: int = 2_000
-    """Steps between saves of the resumable main-run state (0: only at checkpoints)."""
-
-    @property
-    def checkpoint_flops(self) -> list[float]:
-        return [f * self.pretrain_flops for f in self.checkpoint_fractions]
-
-    def run_fields(self) -> dict:
-        """The fields that decide the weights at a given step (not where the run stops or what it logs)."""
-        skip = ("pretrain_flops", "checkpoint_fractions", "eval_every", "eval_tokens", "save_every")
-        return {k: v for k, v in asdict(self).items() if k not in skip}
-
-
-def train_config(kind: str, scale: str) -> TrainConfig:
-    """Training defaults per scale. At `default` the SLM's largest budget is 18M tokens
-    (about 170 per non-embedding parameter: DESIGN section 5's capacity-limited regime,
-    past the crossover where mixtures start to win); the LLM gets the same FLOPs."""
-    model_config(kind, scale)  # validates both names
-    slm_flops_per_token = costs.train_flops_per_token(model_config("slm", scale))
-    if scale == "tiny":
-        # 2M SLM tokens (about 20 s): pretraining must dwarf the largest in-domain set
-        # (128k tokens), or training on that set alone beats pretraining and every
-        # finding reverses even in the tests.
-        return TrainConfig(batch_size=8, lr=3e-3, warmup_steps=50, pretrain_flops=2_000_000 * slm_flops_per_token,
-                           eval_every=500, eval_tokens=8_192, save_every=0)
-    if scale == "default":
-        return TrainConfig(batch_size=8, lr=3e-3, warmup_steps=200, pretrain_flops=18_000_000 * slm_flops_per_token)
-    # Paper shapes on a GPU: GPT-3's learning rates for its 125M and 760M models, a
-    # 256 x 1024-token batch, 10B SLM tokens (the paper went to about 180B).
-    return TrainConfig(batch_size=256, micro_batch=16, lr=6e-4 if kind == "slm" else 2.5e-4, warmup_steps=2000,
-                       pretrain_flops=10_000_000_000 * slm_flops_per_token, eval_every=1000,
-                       eval_tokens=1_048_576, save_every=500)
+    s = get_scale(scale)
+    return GPTConfig(vocab_size=s.vocab_size, context=s.context, n_layer=s.shapes.n_layer, n_head=s.shapes.n_head,
+                     d_model=s.shapes.slm_width if kind == "slm" else s.shapes.llm_width)

@@ -223,7 +223,7 @@ def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | No
 
 def decision_map(dmap: pd.DataFrame, tree=None):
     """The best method on the (inference budget, specialization budget) grid, as a region map; with a
-    fitted `lab.explorer.Tree`, its rules beside it (the paper's Figure 1, from the data)."""
+    fitted `lab.analysis.decisions.Tree`, its rules beside it (the paper's Figure 1, from the data)."""
     from sklearn.tree import plot_tree
 
     ncols = 2 if tree is not None else 1

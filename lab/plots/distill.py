@@ -1,6 +1,6 @@
 """Figures of distillation (notebook 06): the paper's Figure 5 and the teacher-budget sweep.
 
-Both take `lab.distill.macro(...)`: one row per method, set size and budgets,
+Both take `lab.analysis.distillation.macro(...)`: one row per method, set size and budgets,
 perplexities averaged over domains.
 """
 from __future__ import annotations

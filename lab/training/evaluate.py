@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.tokens import eval_batches
 from ..device import autocast, autocast_dtype
 from ..errors import LabError
-from ..data.tokens import eval_batches
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,17 @@ def evaluate_domains(model: torch.nn.Module, streams: Mapping[str, np.ndarray], 
     return {name: evaluate(model, tokens, **kwargs) for name, tokens in streams.items()}
 
 
-def macro_perplexity(results: Mapping[str, Eval | float]) -> float:
-    """The paper's average over domains: exp of the mean of per-domain per-token losses,
-    so every domain weighs the same whatever its size."""
-    losses = [r.loss if isinstance(r, Eval) else float(r) for r in results.values()]
+def macro_perplexity(results: Mapping[str, Eval | float] | Iterable[float]) -> float:
+    """The paper's average over domains: exp of the mean per-domain log-perplexity (loss),
+    so every domain weighs the same whatever its size.
+
+    `results` is either a mapping domain -> `Eval` or loss (nats per token, the
+    log-perplexity), or a sequence (list, array, pandas Series) of perplexities.
+    """
+    if isinstance(results, Mapping):
+        losses = [r.loss if isinstance(r, Eval) else float(r) for r in results.values()]
+    else:
+        losses = [math.log(float(p)) for p in results]
+    if not losses:
+        raise LabError("no domains to average: macro perplexity needs at least one")
     return math.exp(sum(losses) / len(losses))

@@ -1,8 +1,8 @@
 """Fine-tuning on a domain's training set, with early stopping on its validation loss.
 
 Every method ends here. The recipe follows the paper (a smaller learning rate
-for the smallest set, a step cap that grows with the set) and DESIGN section 5's
-lesson on small validation sets: evaluate every few steps on at least ~32k
+for the smallest set, a step cap that grows with the set) and the lab's lesson
+on small validation sets (docs/regime.md, section 7): evaluate every few steps on at least ~32k
 validation tokens, patience 4, so that even the smallest set trains for a
 hundred-odd steps instead of stopping on noise at step 0.
 """
@@ -14,11 +14,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..nn.model import GPT, TrainConfig, train_config
-from ..progress import hidden
-from ..scales import get_scale
 from ..data.tokens import BatchSampler
-from .train import LossFn, Trainer, next_token_loss
+from ..nn.model import GPT
+from ..progress import hidden
+from ..scales import Scale, get_scale
+from .train import LossFn, TrainConfig, Trainer, next_token_loss, train_config
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,11 @@ class FinetuneConfig:
     precision: str = "auto"
 
 
-# Per scale: sequences per batch, validation tokens per evaluation, the fewest steps the cap allows,
-# and the learning rate on the smallest set as a share of the pretraining rate.
-_RECIPE = {"tiny": (8, 16_384, 100, 0.1), "default": (8, 32_768, 200, 0.01), "paper": (64, 1_048_576, 200, 0.01)}
 EPOCHS = 4
 MAX_LR_SHARE = 0.3
 
 
-def finetune_config(kind: str, scale: str, set_tokens: int, seed: int = 0) -> FinetuneConfig:
+def finetune_config(kind: str, scale: str | Scale, set_tokens: int, seed: int = 0) -> FinetuneConfig:
     """The recipe for a domain set of `set_tokens` tokens.
 
     Learning rate: the scale's share of the pretraining rate on the smallest set,
@@ -59,9 +56,10 @@ def finetune_config(kind: str, scale: str, set_tokens: int, seed: int = 0) -> Fi
     Cap: 4 epochs, and never fewer than 100-200 steps (by scale).
     Evaluation every half epoch, between 10 and 100 steps.
     """
-    pre = train_config(kind, scale)
     data = get_scale(scale)
-    batch_size, eval_tokens, min_steps, share = _RECIPE[scale]
+    pre = train_config(kind, data)
+    batch_size, eval_tokens, min_steps, share = (data.finetune.batch_size, data.finetune.eval_tokens,
+                                                 data.finetune.min_steps, data.finetune.lr_share)
     steps_per_epoch = set_tokens / (batch_size * data.context)
     share = min(MAX_LR_SHARE, share * (max(set_tokens, 1) / min(data.set_tokens)) ** 0.5)
     return FinetuneConfig(

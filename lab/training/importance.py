@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..data.cluster import check_window_ids, corpus_decode
-from ..errors import LabError
 from ..data.tokens import BatchSampler, window_starts
+from ..errors import LabError
 
 
 @dataclass

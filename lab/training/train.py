@@ -29,32 +29,90 @@ tokens, FLOPs, seconds, sampler position, losses).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_model as load_safetensors, save_model as save_safetensors
+from safetensors.torch import load_model as load_safetensors
+from safetensors.torch import save_model as save_safetensors
 from tqdm.auto import tqdm
 
 from .. import atomic
-from ..nn import costs
+from ..data.tokens import BatchSampler
 from ..device import autocast, autocast_dtype, device_name, pick_device
 from ..errors import LabError
-from .evaluate import Eval, evaluate
-from ..nn.model import GPT, GPTConfig, TrainConfig
+from ..nn import costs
+from ..nn.checkpoints import read_meta
+from ..nn.model import GPT, GPTConfig, model_config
 from ..progress import hidden
-from ..data.tokens import BatchSampler
+from ..scales import Scale, get_scale
+from .evaluate import Eval, evaluate
 
 LossFn = Callable[..., torch.Tensor]
 """`loss_fn(model, x, y, *route)`: `route` is whatever else the sampler's batch holds (expert ids)."""
 EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimizer, schedule and pretraining budget of one model (see `lab.train` for the schedule)."""
+    batch_size: int = 8
+    micro_batch: int = 0
+    """Sequences per forward pass when a batch does not fit in memory (gradient accumulation); 0: the whole batch."""
+    lr: float = 3e-3
+    warmup_steps: int = 200
+    cooldown: float = 0.2
+    """Share of each checkpoint's budget spent decaying the learning rate to zero."""
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    seed: int = 0
+    precision: str = "auto"
+    """"auto" (bf16 autocast where it is faster, see `lab.device`), "fp32" or "bf16"."""
+    pretrain_flops: float = 4.25e13
+    """Largest pretraining budget, in FLOPs so that the SLM and the LLM are compared at equal
+    compute (`train_config` states it as tokens of the scale's SLM)."""
+    checkpoint_fractions: tuple[float, ...] = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
+    """Budgets, as shares of `pretrain_flops`, at which one run writes a checkpoint."""
+    eval_every: int = 500
+    eval_tokens: int = 65_536
+    """Generic validation tokens scored every `eval_every` steps (the live loss curve)."""
+    save_every: int = 2_000
+    """Steps between saves of the resumable main-run state (0: only at checkpoints)."""
+
+    @property
+    def checkpoint_flops(self) -> list[float]:
+        return [f * self.pretrain_flops for f in self.checkpoint_fractions]
+
+    def run_flops(self, budget: float | None = None) -> float:
+        """FLOPs of one `pretrain` run to `budget` (default: the largest) with a cooldown branch at
+        each checkpoint share: the main run up to the largest branch's fork, plus every branch's cooldown."""
+        budget = self.pretrain_flops if budget is None else budget
+        return budget * (1 - self.cooldown + self.cooldown * sum(self.checkpoint_fractions))
+
+    def run_fields(self) -> dict:
+        """The fields that decide the weights at a given step (not where the run stops or what it logs)."""
+        skip = ("pretrain_flops", "checkpoint_fractions", "eval_every", "eval_tokens", "save_every")
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def train_config(kind: str, scale: str | Scale) -> TrainConfig:
+    """The pretraining recipe of the scale's SLM or LLM (`lab.scales`). The largest budget is
+    stated in SLM tokens and converted to FLOPs, so that the LLM gets the SLM's compute."""
+    model_config(kind, scale)  # validates both names
+    s = get_scale(scale)
+    r = s.pretrain
+    slm_flops_per_token = costs.train_flops_per_token(model_config("slm", s))
+    return TrainConfig(batch_size=r.batch_size, micro_batch=r.micro_batch, lr=r.slm_lr if kind == "slm" else r.llm_lr,
+                       warmup_steps=r.warmup_steps, pretrain_flops=r.slm_tokens * slm_flops_per_token,
+                       eval_every=r.eval_every, eval_tokens=r.eval_tokens, save_every=r.save_every)
 
 
 def next_token_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, *route: torch.Tensor) -> torch.Tensor:
@@ -297,32 +355,6 @@ class Trainer:
 
 def _finite_or_none(x: float) -> float | None:
     return x if math.isfinite(x) else None  # JSON has no NaN
-
-
-def read_meta(path: str | Path) -> dict:
-    path = Path(path) / "meta.json"
-    if not path.exists():
-        raise LabError(f"{path.parent} is not a complete checkpoint (no meta.json); train it again")
-    return json.loads(path.read_text())
-
-
-def save_model(model: GPT, path: str | Path, **meta) -> Path:
-    """Write a plain model (an instantiated expert, a fine-tuned teacher) as a checkpoint folder
-    `load_model` reads, atomically. `meta` should carry the `tokens`, `flops` and `seconds` of the
-    pretraining it came from; its `model_config` is the model's own."""
-    path = Path(path)
-    with atomic.atomic_dir(path) as tmp:
-        save_safetensors(model, str(tmp / "model.safetensors"))
-        atomic.write_json(tmp / "meta.json", {**meta, "model_config": asdict(model.config)})
-    return path
-
-
-def load_model(path: str | Path, device: torch.device | str = "cpu") -> GPT:
-    """The model of a checkpoint folder, ready to evaluate or fine-tune."""
-    meta = read_meta(path)
-    model = GPT(GPTConfig(**meta["model_config"]))
-    load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
-    return model.to(device)
 
 
 def tokens_per_batch(sampler, batch_size: int) -> int:

@@ -1,0 +1,128 @@
+"""Reading a study back: its rows from the results store, through the manifest.
+
+Notebooks 07 and 08, the findings and the budget explorer need this alone: they train nothing.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..methods import METHODS
+from ..methods.store import load_results
+from ..training.evaluate import macro_perplexity
+from .run import read_manifest
+
+
+EXTRA_FIELDS = ("histogram_entropy", "top_share", "domain_entropy_nats", "experts", "k", "selection", "instantiate",
+                "alpha", "temperature", "is_flops", "finetune_flops", "student_pretrain_flops",
+                "teacher_pretrain_flops", "teacher_specialize_flops", "best_step", "stopped_by")
+
+
+@dataclass
+class StudyResults:
+    """What the study measured, read from the results store through the manifest."""
+    scale: str
+    results: pd.DataFrame
+    """One row per specialization step: method, domain, set_tokens, fraction, budget, the
+    reported costs and perplexities, and a few method fields (entropy of the domain's histogram, ...)."""
+    pretrain: pd.DataFrame
+    """One row per pretraining checkpoint: method, fraction, pretrain_flops, pretrain_tokens, valid_loss, generic_ppl."""
+    methods: dict[str, str]
+    """Method -> "done", "partial: ...", "failed: ...", "unavailable: ..." or "not run"."""
+    plan: dict
+
+    @property
+    def domains(self) -> list[str]:
+        return sorted(self.results["domain"].unique()) if len(self.results) else []
+
+    @property
+    def set_sizes(self) -> list[int]:
+        return sorted(int(n) for n in self.results["set_tokens"].unique()) if len(self.results) else []
+
+    @property
+    def curve_set(self) -> int | None:
+        """The set size of the budget curves: the smallest SLM-is ran on, else the smallest."""
+        r = self.results
+        if not len(r):
+            return None
+        is_sets = r.loc[r["method"] == "slm-is", "set_tokens"]
+        return int(is_sets.min() if len(is_sets) else r["set_tokens"].min())
+
+    def measured(self, method: str) -> bool:
+        return len(self.results) > 0 and (self.results["method"] == method).any()
+
+    def status_table(self) -> pd.DataFrame:
+        """Per method: its status and how many results it has (unavailable methods say why)."""
+        counts = self.results.groupby("method").size() if len(self.results) else pd.Series(dtype=int)
+        return pd.DataFrame([{"method": m, "status": s, "results": int(counts.get(m, 0))}
+                             for m, s in self.methods.items()]).set_index("method")
+
+
+RESULT_COLUMNS = ("method", "domain", "set_tokens", "fraction", "budget", "ppl_before", "ppl_after", "pretrain_flops",
+                  "specialize_flops", "inference_flops_per_token", "pretrain_tokens", "specialize_tokens", "seconds")
+
+
+def load_study(scale: str) -> StudyResults:
+    """The study's rows from the results store (`lab.results.load_results`), and each method's status:
+    a method the study skipped as unavailable whose module now imports says "not run"."""
+    manifest = read_manifest(scale)
+    steps = {s["cache_key"]: s for s in manifest["steps"].values()  # methods since unregistered are left out
+             if s.get("status") == "done" and s.get("phase") == "specialize" and s["method"] in METHODS}
+    store = load_results(scale) if steps else pd.DataFrame(columns=["cache_key", "extra"])
+    store = store[store["cache_key"].isin(list(steps))]
+    rows = []
+    for r in store.to_dict("records"):
+        s = steps[r["cache_key"]]
+        extra = r["extra"] or {}
+        rows.append({**{c: r.get(c) for c in RESULT_COLUMNS}, "fraction": s["fraction"], "budget": s["budget"],
+                     **{f: extra.get(f) for f in EXTRA_FIELDS}})
+    results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS) + list(EXTRA_FIELDS))
+    if len(results):
+        results["set_tokens"] = results["set_tokens"].astype(int)
+    pre = []
+    for method, ckpts in manifest.get("pretrain", {}).items():
+        top = max(r["pretrain_flops"] for r in ckpts)
+        for r in ckpts:
+            loss = r.get("valid_loss")
+            pre.append({"method": method, "fraction": r["pretrain_flops"] / top, "pretrain_flops": r["pretrain_flops"],
+                        "pretrain_tokens": r["pretrain_tokens"], "valid_loss": loss,
+                        "generic_ppl": math.exp(loss) if loss is not None else np.nan})
+    pretrain = pd.DataFrame(pre, columns=["method", "fraction", "pretrain_flops", "pretrain_tokens", "valid_loss",
+                                          "generic_ppl"])
+    status = {}
+    for m in METHODS:
+        s = manifest.get("methods", {}).get(m)
+        if s is None or s["status"] == "unavailable":  # manifests of studies that skipped unwritten methods
+            status[m] = "not run"
+        elif s["status"] == "running":
+            status[m] = "incomplete (the study is running or was stopped: run it again to finish)"
+        else:
+            status[m] = s["status"] + (f": {s['reason']}" if s.get("reason") else "")
+    return StudyResults(scale, results, pretrain, status, manifest.get("plan", {}))
+
+
+def macro_points(results: pd.DataFrame) -> pd.DataFrame:
+    """One point per (method, set size, budget share): the macro-average over domains (exp of the mean
+    log-perplexity) before and after specialization, the mean specialization FLOPs per domain, the
+    pretraining and inference FLOPs. Points missing some of the set size's domains are dropped,
+    so that every macro-average is over the same domains."""
+    cols = ["method", "set_tokens", "fraction", "pretrain_flops", "specialize_flops", "inference_flops_per_token",
+            "ppl_before", "ppl_after", "n_domains"]
+    if not len(results):
+        return pd.DataFrame(columns=cols)
+    out = []
+    for n, at_n in results.groupby("set_tokens"):
+        domains = set(at_n["domain"])
+        for (method, fraction), g in at_n.groupby(["method", at_n["fraction"].fillna(1.0)]):
+            if set(g["domain"]) != domains:
+                continue
+            out.append({"method": method, "set_tokens": int(n), "fraction": float(fraction),
+                        "pretrain_flops": float(g["pretrain_flops"].mean()),
+                        "specialize_flops": float(g["specialize_flops"].mean()),
+                        "inference_flops_per_token": float(g["inference_flops_per_token"].max()),
+                        "ppl_before": macro_perplexity(g["ppl_before"]),
+                        "ppl_after": macro_perplexity(g["ppl_after"]), "n_domains": len(g)})
+    return pd.DataFrame(out, columns=cols).sort_values(["method", "set_tokens", "pretrain_flops"], ignore_index=True)

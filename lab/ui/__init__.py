@@ -1,0 +1,1 @@
+"""Interactive views for the notebooks (ipywidgets), on top of `lab.analysis`."""
