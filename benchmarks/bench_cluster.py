@@ -3,7 +3,7 @@
     python benchmarks/bench_cluster.py                 # the built corpus of --scale, else synthetic text
     python benchmarks/bench_cluster.py --synthetic     # synthetic text of the default corpus's size
 
-Runs the steps of `lab.cluster.fit_clustering` one by one and prints the time
+Runs the steps of `lab.data.cluster.fit_clustering` one by one and prints the time
 of each. Sentence-BERT is timed on a sample of windows only and extrapolated
 (the full pass takes tens of minutes on 2 cores); the figure says so. Nothing
 is written to the cluster cache.

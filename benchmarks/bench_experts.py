@@ -2,7 +2,7 @@
 
     python benchmarks/bench_experts.py [--scale default] [--experts 4 8 16] [--seconds 8] [--threads N]
 
-Both run through `lab.train.Trainer` at the scale's SLM shape and batch (each
+Both run through `lab.training.train.Trainer` at the scale's SLM shape and batch (each
 expert draws the SLM's batch every step), so a row measures the whole step:
 sampling, forward, backward, per-expert clipping and AdamW. Mixture tokens/s
 are summed over experts; the ratio is against the dense SLM, and the goal is at

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_train.py [--seconds 3] [--threads N] [--paper]
 
-MFU is the model's analytic training FLOPs per second (`lab.costs`) over this
+MFU is the model's analytic training FLOPs per second (`lab.nn.costs`) over this
 device's matmul peak, measured in the same run with a large matmul in fp32 and
 in bf16; bf16 rows are reported against both peaks. Every figure is the best
 of four timing windows, which on a shared machine is the least disturbed one.

@@ -20,8 +20,8 @@ def _add_scale(p: argparse.ArgumentParser, default: str = "default") -> None:
 
 
 def cmd_data_build(args) -> int:
-    from .data.corpus import build
     from .analysis.corpus import build_summary
+    from .data.corpus import build
 
     manifest = build(args.scale, force=args.force)
     print(build_summary(manifest))
@@ -72,7 +72,7 @@ def cmd_specialize(args) -> int:
 
     row = methods.specialize(args.method, args.domain, args.set_tokens, args.scale, seed=args.seed,
                              pretrain_flops=args.pretrain_flops, **_method_options(args))
-    out = methods.report(row)
+    out = row.report()
     if args.json:
         print(json.dumps(out))
     else:
@@ -164,8 +164,8 @@ def cmd_results_merge(args) -> int:
 
 
 def cmd_data_info(args) -> int:
-    from .data.corpus import load_corpus
     from .analysis.corpus import corpus_table
+    from .data.corpus import load_corpus
 
     corpus = load_corpus(args.scale)
     if args.json:

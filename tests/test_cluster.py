@@ -41,7 +41,7 @@ def decode(ids):
 
 
 class FakeCorpus:
-    """The slice of lab.corpus.Corpus that clustering reads."""
+    """The slice of lab.data.corpus.Corpus that clustering reads."""
 
     def __init__(self, root, seed=0, generic_docs=300):
         rng = np.random.default_rng(seed)

@@ -45,7 +45,7 @@ class FakeSource:
 
 class Unavailable(FakeSource):
     def documents(self, limit_chars=None):
-        raise lab.sources.SourceUnavailable("apt-get is not available on this system")
+        raise lab.data.sources.SourceUnavailable("apt-get is not available on this system")
 
 
 class _SourceUnavailable(Exception):
@@ -58,11 +58,11 @@ class _SourceUnavailable(Exception):
 def fake_sources(monkeypatch, tmp_path):
     # Its own data folder: the session's holds the real tiny corpus other tests share.
     monkeypatch.setenv("LAB_DATA", str(tmp_path / "data"))
-    if not hasattr(lab.sources, "SourceUnavailable"):
-        monkeypatch.setattr(lab.sources, "SourceUnavailable", _SourceUnavailable, raising=False)
+    if not hasattr(lab.data.sources, "SourceUnavailable"):
+        monkeypatch.setattr(lab.data.sources, "SourceUnavailable", _SourceUnavailable, raising=False)
     sources = {n: FakeSource(n) for n in TOPICS}
     sources["pari"] = Unavailable("pari")
-    monkeypatch.setattr(lab.sources, "SOURCES", sources, raising=False)
+    monkeypatch.setattr(lab.data.sources, "SOURCES", sources, raising=False)
     return sources
 
 

@@ -8,11 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lab.nn import costs
-from lab.training.distill import Distiller, distillation_loss
 from lab.errors import LabError
-from lab.training.finetune import FinetuneConfig, finetune
+from lab.methods.store import ResultRow
+from lab.nn import costs
 from lab.nn.model import GPT, GPTConfig
+from lab.training.distill import Distiller, distillation_loss
+from lab.training.finetune import FinetuneConfig, finetune
 from lab.training.train import next_token_loss, seed_everything
 
 STUDENT = GPTConfig(vocab_size=64, context=16, n_layer=1, n_head=2, d_model=16)
@@ -95,15 +96,15 @@ def test_bad_options_are_one_clear_error():
 def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
     from lab import methods
     from lab.cli import main
-    from lab.nn.model import model_config
     from lab.nn.checkpoints import load_model
+    from lab.nn.model import model_config
 
     args = ["specialize", "--method", "slm-d", "--domain", "legal", "--set-tokens", "1000", "--scale", "tiny",
             "--alpha", "0.3", "--temperature", "2", "--json"]
     assert main(args) == 0
     first = json.loads(capsys.readouterr().out)
-    assert set(first) == set(methods.REPORTED) and not first["cached"]
-    assert all(first[k] is not None for k in methods.REPORTED)
+    assert set(first) == set(ResultRow.REPORTED) and not first["cached"]
+    assert all(first[k] is not None for k in ResultRow.REPORTED)
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == {**first, "cached": True}
 
@@ -125,14 +126,14 @@ def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
     assert math.isfinite(row["ppl_after"]) and row["ppl_after"] <= row["ppl_before"] * 1.01
 
     # A stored llm row without kept weights: asking to keep them fine-tunes again, deterministically.
-    from lab.training.evaluate import evaluate
     from lab.methods.runs import specialize_run
+    from lab.training.evaluate import evaluate
     dom = tiny_corpus.domain("code")
     call = (teacher["checkpoint"], "llm", "tiny", "code", dom.set(1000), dom.validation, dom.test)
     plain = specialize_run(*call, method="llm", progress=False)
     kept = specialize_run(*call, method="llm", progress=False, keep_weights=True)
     assert kept["id"] == plain["id"]
-    assert evaluate(load_model(kept["finetuned_path"]), dom.test).ppl == pytest.approx(plain["ppl_after"], rel=1e-4)
+    assert evaluate(load_model(kept.extra["finetuned_path"]), dom.test).ppl == pytest.approx(plain["ppl_after"], rel=1e-4)
 
 
 def test_method_checks_its_options_before_training(tiny_corpus):

@@ -9,16 +9,16 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.nn import costs
-from lab.errors import LabError
-from lab.training.evaluate import evaluate
-from lab.nn.hypernet import HyperConfig, HyperGPT, load_hypernet, param_count_hypernet
-from lab.training.routing import RoutedSampler, evaluate_routed
-from lab.nn.model import GPT
-from lab.training.train import TrainConfig
 from lab.data.tokens import window_starts
-from lab.training.train import Trainer, seed_everything
+from lab.errors import LabError
+from lab.methods.store import ResultRow
+from lab.nn import costs
 from lab.nn.checkpoints import load_model, save_model
+from lab.nn.hypernet import HyperConfig, HyperGPT, load_hypernet, param_count_hypernet
+from lab.nn.model import GPT
+from lab.training.evaluate import evaluate
+from lab.training.routing import RoutedSampler, evaluate_routed
+from lab.training.train import TrainConfig, Trainer, seed_everything
 
 CFG = HyperConfig(vocab_size=97, context=16, n_layer=2, n_head=2, d_model=24, d_mlp=40,
                   n_experts=5, code_dim=3, bank_size=4)
@@ -206,7 +206,7 @@ def test_specialize_row_and_cache(tiny_corpus):
     assert rows[-1]["valid_loss"] < rows[0]["valid_loss"]
 
     first = methods.specialize("slm-hn", domain, set_tokens, scale, progress=False)
-    for field in methods.REPORTED:
+    for field in ResultRow.REPORTED:
         assert first.get(field) is not None, field
     assert first["cached"] is False
     assert first["inference_flops_per_token"] == costs.forward_flops_per_token(model_config("slm", scale))

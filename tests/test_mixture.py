@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from lab.nn import costs
-from lab.errors import LabError
-from lab.nn.mixture import BatchedGPT, experts_in, extract, load_mixture, route
-from lab.training.routing import ExpertSampler, expert_seed, expert_starts, pretrain_mixture, routed_evaluate
-from lab.nn.model import GPT, GPTConfig, model_config
-from lab.training.train import TrainConfig
 from lab.data.tokens import BatchSampler, window_starts
-from lab.training.train import Trainer, seed_everything
+from lab.errors import LabError
+from lab.methods.store import ResultRow
+from lab.nn import costs
 from lab.nn.checkpoints import load_model, read_meta
+from lab.nn.mixture import BatchedGPT, experts_in, extract, load_mixture, route
+from lab.nn.model import GPT, GPTConfig, model_config
+from lab.training.routing import ExpertSampler, expert_seed, expert_starts, pretrain_mixture, routed_evaluate
+from lab.training.train import TrainConfig, Trainer, seed_everything
 
 CFG = GPTConfig(vocab_size=128, context=16, n_layer=2, n_head=2, d_model=16)
 K = 3
@@ -156,7 +156,6 @@ def test_crossover_finds_where_the_mixture_starts_to_win():
 
 def test_specialize_slm_mix_row_and_cache(tiny_corpus):
     from lab import methods
-    from lab.methods.mixture import EXPERT_METHOD
     from lab.methods.store import load_results
 
     rows = methods.pretrain("slm-mix", "tiny", progress=False)
@@ -167,7 +166,7 @@ def test_specialize_slm_mix_row_and_cache(tiny_corpus):
 
     domain = tiny_corpus.domains[0]
     top = methods.specialize("slm-mix", domain, 8_000, "tiny", progress=False)
-    for field in methods.REPORTED:
+    for field in ResultRow.REPORTED:
         assert field in top, field
     assert top["method"] == "slm-mix" and not top["cached"]
     assert top["ppl_after"] < top["ppl_before"]

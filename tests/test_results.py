@@ -1,9 +1,10 @@
+import dataclasses
 import multiprocessing
 
 import numpy as np
 import pytest
 
-from lab.methods.store import ResultStore, cached_run, code_version, data_hash, load_results, stable_hash
+from lab.methods.store import ResultRow, ResultStore, cached_run, code_version, data_hash, load_results, stable_hash
 
 
 def write_rows(path, writer, n, start):
@@ -57,7 +58,8 @@ def test_cached_run_reuses_a_stored_result(tmp_path):
     first = cached_run(store, key, run, data_hash="abc")
     second = cached_run(store, dict(reversed(key.items())), run, data_hash="abc")
     assert len(calls) == 1 and second["cached"] and not first["cached"]
-    assert {**second, "cached": False} == first
+    assert dataclasses.replace(second, cached=False) == first
+    assert isinstance(first, ResultRow) and first.method == first["method"] == "slm" and dict(first)["scale"] == "tiny"
     assert first["domain"] == "legal" and first["extra"] == {"steps": 40}
     assert first["config_hash"] == stable_hash(key) and first["data_hash"] == "abc"
     cached_run(store, key, run, data_hash="other data")

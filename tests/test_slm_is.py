@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from lab.nn import costs
 from lab import methods
 from lab.data.corpus import load_corpus
 from lab.errors import LabError
 from lab.methods import importance as slm_is
+from lab.methods.store import ResultRow
+from lab.nn import costs
 from lab.nn.model import model_config
 from lab.training.train import train_config
 
@@ -82,7 +83,7 @@ def test_specialize_books_everything_as_specialization_and_is_cached(sizes, spec
     out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     first = json.loads(out.stdout.strip().splitlines()[-1])
-    assert set(first) == set(methods.REPORTED) and not first["cached"]
+    assert set(first) == set(ResultRow.REPORTED) and not first["cached"]
     assert first["method"] == "slm-is" and first["domain"] == "legal" and first["set_tokens"] == sizes[0]
     assert first["pretrain_flops"] == 0 and first["pretrain_tokens"] == 0
     assert all(np.isfinite(first[f]) and first[f] > 0 for f in ("ppl_before", "ppl_after", "specialize_flops",

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 
 from lab import methods, study
-from lab.cli import main
-from lab.methods.base import Method, Option, Step
-from lab.errors import LabError
 from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED, compute_findings, table8
-from lab.training.train import train_config
+from lab.cli import main
+from lab.errors import LabError
+from lab.methods.base import Method, Option, Step
 from lab.methods.store import ResultStore, cached_run
+from lab.training.train import train_config
 
 
 def test_plan_orders_and_prices_the_steps(tiny_corpus):

@@ -17,7 +17,7 @@ FIELDS = ("k", "weights", "is_flops", "is_tokens", "finetune_flops", "is_valid_l
 def flat(row: dict) -> dict:
     """A result row as a table row: the reported fields, and SLM-is's own where it has them."""
     extra = row.get("extra") or {}
-    return {**methods.report(row), **{f: extra[f] for f in FIELDS if f in extra}}
+    return {**row.report(), **{f: extra[f] for f in FIELDS if f in extra}}
 
 
 def budget_curves(domains: list[str], set_sizes: list[int], scale: str, *, spec_flops: float | None = None,

@@ -52,8 +52,8 @@ def _run(method: str, domains: Sequence[str], set_sizes: Sequence[int], scale: s
     rows = []
     jobs = [(d, n) for d in domains for n in set_sizes]
     for domain, n in tqdm(jobs, desc=method):
-        rows.append(methods.report(methods.specialize(method, domain, n, scale, seed=seed,
-                                                      pretrain_flops=pretrain_flops, progress=False)))
+        rows.append(methods.specialize(method, domain, n, scale, seed=seed, pretrain_flops=pretrain_flops,
+                                       progress=False).report())
     return rows
 
 

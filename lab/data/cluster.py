@@ -1,10 +1,10 @@
 """k-means clusters of the generic corpus, and domains described by them.
 
 The generic training stream is cut into the windows the trainer samples
-(`lab.tokens.window_starts`), each window is decoded and embedded
-(`lab.embed`), and k-means runs for several k at once. A domain is then
+(`lab.data.tokens.window_starts`), each window is decoded and embedded
+(`lab.data.embed`), and k-means runs for several k at once. A domain is then
 described by its *cluster histogram*: the share of its windows nearest to each
-centroid (the paper's Tables 9 and 10). Importance sampling (`lab.importance`),
+centroid (the paper's Tables 9 and 10). Importance sampling (`lab.training.importance`),
 mixtures of experts and hyper-networks all start from these clusters.
 
 `cluster_corpus` caches everything under `<corpus root>/clusters/<method>/`:
@@ -295,7 +295,7 @@ def cluster_corpus(corpus, method: str = "tfidf", ks: Sequence[int] | None = Non
 
 def cluster_starts(window_cluster_ids: np.ndarray, cluster: int, context: int) -> np.ndarray:
     """Offsets of the generic windows in one cluster (the training data of its expert)."""
-    # Window i of a stream starts at i * context (`lab.tokens.window_starts`).
+    # Window i of a stream starts at i * context (`lab.data.tokens.window_starts`).
     return np.flatnonzero(np.asarray(window_cluster_ids) == cluster).astype(np.int64) * context
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ..errors import LabError
 from ..scales import Scale
 from .base import Method
+from .store import ResultRow
 
 METHODS: dict[str, Method] = {}
 """Name -> method, in the study's run order."""
@@ -41,22 +42,12 @@ def pretrain(method: str, scale: str | Scale = "default", *, seed: int = 0, prog
 
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str | Scale = "default", *, seed: int = 0,
-               pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+               pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
     """Specialize `method` to `domain` (a built-in name or a path) with its nested training set of
     `set_tokens` tokens, starting from the pretraining checkpoint nearest `pretrain_flops`
     (default: the largest). Pretrains first if needed."""
     return get(method).specialize(domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
                                   progress=progress, **options)
-
-
-REPORTED = ("method", "scale", "domain", "set_tokens", "seed", "ppl_before", "ppl_after", "pretrain_flops",
-            "specialize_flops", "inference_flops_per_token", "pretrain_tokens", "specialize_tokens", "seconds",
-            "device", "cached")
-
-
-def report(row: dict) -> dict:
-    """The fields a user reads (the command line's JSON): costs, perplexities, identity."""
-    return {k: row.get(k) for k in REPORTED}
 
 
 # Run order. SLM-d comes before the LLM: it fine-tunes the teacher keeping its weights, a row the

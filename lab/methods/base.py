@@ -19,6 +19,7 @@ from ..nn.model import model_config
 from ..scales import Scale, get_scale
 from ..training.finetune import finetune_config
 from ..training.train import train_config
+from .store import ResultRow
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,7 @@ class Method:
                        "or builds on another method's pretrained model)")
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         raise NotImplementedError
 
     # -- planning -----------------------------------------------------------

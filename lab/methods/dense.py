@@ -20,7 +20,7 @@ from ..training.train import seed_everything, train_config
 from . import runs
 from .base import Layout, Method, Step, finetune_flops, priced, scoring_flops
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
-from .store import ResultStore, cached_run, data_hash
+from .store import ResultRow, ResultStore, cached_run, data_hash
 
 
 class Dense(Method):
@@ -39,7 +39,7 @@ class Dense(Method):
         return checkpoint_rows(paths)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True) -> ResultRow:
         dom, train = domain_data(domain, set_tokens, scale)
         ckpt = pick_checkpoint(self.pretrain(scale, seed=seed, progress=progress), pretrain_flops)
         return runs.specialize_run(ckpt["checkpoint"], self.kind, scale, dom.name, train, dom.validation,
@@ -61,7 +61,7 @@ class GenericOnly(Method):
     name, title, needs = "slm-generic", "SLM (generic only)", ("slm",)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True) -> ResultRow:
         from . import METHODS
 
         dom, _ = domain_data(domain, set_tokens, scale)
@@ -77,7 +77,7 @@ class FromScratch(Method):
     name, title, from_scratch, curve = "slm-nopt", "SLM-nopt", True, False
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True) -> ResultRow:
         dom, train = domain_data(domain, set_tokens, scale)
         return _from_scratch(dom, train, scale, seed, progress)
 
@@ -91,7 +91,7 @@ class FromScratch(Method):
         return finetune_flops("slm", layout.scale, step.set_tokens, from_scratch=True)
 
 
-def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str | Scale, seed: int) -> dict:
+def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str | Scale, seed: int) -> ResultRow:
     key = {"method": "slm-generic", "scale": scale, "domain": dom.name, "set_tokens": set_tokens, "seed": seed,
            "checkpoint": runs.file_hash(Path(ckpt["checkpoint"]) / "model.safetensors")}
 
@@ -108,7 +108,7 @@ def _generic_only(ckpt: dict, dom, set_tokens: int, scale: str | Scale, seed: in
     return cached_run(ResultStore.for_scale(scale), key, run, data_hash=data_hash(dom.test))
 
 
-def _from_scratch(dom, train, scale: str | Scale, seed: int, progress: bool) -> dict:
+def _from_scratch(dom, train, scale: str | Scale, seed: int, progress: bool) -> ResultRow:
     """SLM-nopt: a fresh SLM trained on the domain set alone. It starts from random
     weights, so it takes the pretraining learning rate and twice the fine-tuning cap."""
     cfg = model_config("slm", scale)

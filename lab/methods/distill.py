@@ -4,7 +4,7 @@
    same cached runs as the `llm` and `slm` methods.
 2. Fine-tune the teacher on the domain: exactly the `llm` method's
    specialization (same checkpoint, recipe and cached row), keeping its weights.
-3. Fine-tune the student on the domain set with the mixed loss of `lab.distill`
+3. Fine-tune the student on the domain set with the mixed loss of `lab.training.distill`
    (targets and the teacher's next-token distributions), the SLM's fine-tuning
    recipe, and early stopping on the plain validation loss.
 
@@ -24,19 +24,19 @@ from __future__ import annotations
 from dataclasses import asdict
 from pathlib import Path
 
-from ..nn import costs
 from .. import methods
-from . import runs
 from ..device import device_name, pick_device
+from ..nn import costs
+from ..nn.checkpoints import load_model
+from ..nn.model import model_config
+from ..scales import Scale
 from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, check_options
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
-from .store import ResultStore, cached_run, data_hash
-from ..nn.checkpoints import load_model
-from .common import domain_data, pick_checkpoint
-from ..nn.model import model_config
-from ..scales import Scale
+from . import runs
 from .base import Layout, Method, Option, Step, finetune_flops, positive
+from .common import domain_data, pick_checkpoint
+from .store import ResultRow, ResultStore, cached_run, data_hash
 
 
 def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True,
@@ -61,7 +61,7 @@ def _pair_costs(student: dict, teacher: dict) -> dict:
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, alpha: float = DEFAULT_ALPHA,
-               temperature: float = DEFAULT_TEMPERATURE, teacher_flops: float | None = None) -> dict:
+               temperature: float = DEFAULT_TEMPERATURE, teacher_flops: float | None = None) -> ResultRow:
     """Distil the LLM checkpoint nearest `teacher_flops`, fine-tuned on the domain, into the SLM
     checkpoint nearest `pretrain_flops` (both default to the largest). The row's `extra` keeps each
     model's share of the costs (`student_pretrain_flops`, `teacher_pretrain_flops`,
@@ -84,7 +84,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
         tuned = runs.specialize_run(teacher["checkpoint"], "llm", scale, dom.name, train, dom.validation,
                                     dom.test, method="llm", seed=seed, progress=progress, keep_weights=True)
         device = pick_device()
-        distiller = Distiller(load_model(tuned["finetuned_path"], device), alpha, temperature)
+        distiller = Distiller(load_model(tuned.extra["finetuned_path"], device), alpha, temperature)
         model = load_model(student["checkpoint"], device)
         before = evaluate(model, dom.test)
         model, record = finetune(model, train, dom.validation, config, loss_fn=distiller,
@@ -124,7 +124,7 @@ class Distillation(Method):
         return pretrain(self.name, scale, seed=seed, progress=progress, **self.check_options(options, phase="pretrain"))
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
                           progress=progress, **self.check_options(options))
 

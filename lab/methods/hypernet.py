@@ -1,14 +1,14 @@
 """SLM-hn: pretrain a hyper-network on clustered generic text, instantiate an SLM for a domain, fine-tune it.
 
-Pretraining (`pretrain`) clusters the generic windows with k-means (`lab.cluster`,
-k = the number of experts) and trains `lab.hypernet.HyperGPT` with each window
+Pretraining (`pretrain`) clusters the generic windows with k-means (`lab.data.cluster`,
+k = the number of experts) and trains `lab.nn.hypernet.HyperGPT` with each window
 routed through its cluster's generated MLPs, on the SLM's optimizer, schedule
-and FLOP budgets (`lab.train.pretrain`). The FLOPs count the weight generation,
+and FLOP budgets (`lab.training.train.pretrain`). The FLOPs count the weight generation,
 so at equal FLOPs it sees a little fewer tokens than the SLM. Its generic
 validation loss routes each validation window to its cluster.
 
 Specialization (`specialize`) writes the domain's SLM out of the hyper-network
-in closed form and fine-tunes it like the SLM (`lab.runs.specialize_run`):
+in closed form and fine-tunes it like the SLM (`lab.methods.runs.specialize_run`):
 
 - instantiate="top" (the paper's): the expert of the domain's most frequent
   cluster on its training set;
@@ -42,22 +42,22 @@ from typing import Sequence
 
 import numpy as np
 
-from . import runs
 from ..data.cluster import cluster_corpus, corpus_decode, default_ks, entropy
 from ..data.corpus import load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
-from ..training.finetune import finetune_config
-from ..nn.hypernet import HyperConfig, HyperGPT, load_hypernet
-from ..training.routing import RoutedSampler, routed_evaluator
-from ..nn.model import model_config
-from ..training.train import train_config
-from .store import ResultStore, cached_run, data_hash, stable_hash
 from ..nn.checkpoints import read_meta, save_model
-from ..training.train import pretrain as train_pretrain
-from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
+from ..nn.hypernet import HyperConfig, HyperGPT, load_hypernet
+from ..nn.model import model_config
 from ..scales import Scale, get_scale
+from ..training.finetune import finetune_config
+from ..training.routing import RoutedSampler, routed_evaluator
+from ..training.train import pretrain as train_pretrain
+from ..training.train import train_config
+from . import runs
 from .base import Layout, Method, Option, Step, at_least, finetune_flops
+from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
+from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
 INSTANTIATIONS = ("top", "histogram")
 INSTANCE_METHOD = "slm-hn-instance"
@@ -74,7 +74,7 @@ def hyper_config(scale: str, experts: int | None = None) -> HyperConfig:
 
 
 def clustering(scale: str, k: int):
-    """The corpus and its generic k-means clustering with k clusters (cached by `lab.cluster`).
+    """The corpus and its generic k-means clustering with k clusters (cached by `lab.data.cluster`).
     The scale's usual sizes are asked for too, so that a first call builds the shared cache whole."""
     corpus = load_corpus(scale)
     clusters = cluster_corpus(corpus, ks=sorted(set(default_ks(scale)) | {k}))
@@ -133,7 +133,7 @@ def domain_histogram(scale: str, k: int, train: np.ndarray, name: str) -> np.nda
 
 def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: str = "top") -> Path:
     """Write the SLM of a hyper-network checkpoint for a domain histogram as a plain checkpoint
-    folder (`lab.train.load_model` reads it); reused when it exists. "top" takes the expert of
+    folder (`lab.nn.checkpoints.load_model` reads it); reused when it exists. "top" takes the expert of
     the largest share, "histogram" mixes every expert's code by its share."""
     if how not in INSTANTIATIONS:
         raise LabError(f"unknown instantiation {how!r}: choose one of {', '.join(INSTANTIATIONS)}")
@@ -156,7 +156,7 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               instantiate: str = "top") -> dict:
+               instantiate: str = "top") -> ResultRow:
     if instantiate not in INSTANTIATIONS:
         raise LabError(f"unknown instantiation {instantiate!r}: choose one of {', '.join(INSTANTIATIONS)}")
     cfg = hyper_config(scale, experts)
@@ -208,7 +208,7 @@ class HyperNetwork(Method):
                         callbacks=callbacks, **self.check_options(options, phase="pretrain"))
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
                           progress=progress, **self.check_options(options))
 

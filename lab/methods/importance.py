@@ -3,9 +3,9 @@
 Recipe (the paper's section 3.3):
 
 1. describe the domain's training set by its cluster histogram at k clusters
-   of the generic windows (`lab.cluster`);
+   of the generic windows (`lab.data.cluster`);
 2. draw generic windows with probability p_domain(c) / p_generic(c), c the
-   window's cluster (`lab.importance`), so the clusters of what the model
+   window's cluster (`lab.training.importance`), so the clusters of what the model
    reads follow the domain's while the text stays plentiful;
 3. train an SLM from scratch on that stream for `spec_flops`
    (default: the SLM's own pretraining budget, as in the paper);
@@ -14,7 +14,7 @@ Recipe (the paper's section 3.3):
 Nothing is shared between domains, so *all* of it is specialization cost:
 a row has `pretrain_flops` 0 and `specialize_flops` = resampled training +
 fine-tuning. One resampled run writes a checkpoint at each share of its budget
-(`TrainConfig.checkpoint_fractions`, the cooldown branches of `lab.train`), so
+(`TrainConfig.checkpoint_fractions`, the cooldown branches of `lab.training.train`), so
 a curve over specialization budgets costs one run per domain (`curve`).
 
 `weights="top"` puts all the weight on the domain's most frequent cluster
@@ -32,7 +32,7 @@ after fine-tuning): medicine 96 / 65 / 84 / 85 and legal 108 / 65 / 68 / 67 at
 k = 4 / 16 / 64 / 256. Notebook 03 repeats it (`lab.analysis.importance.k_ablation`).
 
 Edge cases. A domain set of fewer windows than k gives a histogram that is
-mostly sampling noise: it is used as it is, with `lab.cluster`'s warning, and
+mostly sampling noise: it is used as it is, with `lab.data.cluster`'s warning, and
 the row says `sparse`. Domain clusters that no generic window falls in are
 dropped and the rest renormalised (`uncovered_share` in the row; a warning).
 Clusters the generic corpus barely holds get large weights, and their few
@@ -52,25 +52,24 @@ from pathlib import Path
 
 import numpy as np
 
-from ..nn import costs
 from ..data.cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
 from ..data.corpus import GENERIC, Domain, load_corpus
+from ..data.tokens import BatchSampler, window_starts
 from ..device import device_name, pick_device
 from ..errors import LabError
+from ..nn import costs
+from ..nn.checkpoints import load_model, read_meta
+from ..nn.model import model_config
+from ..paths import scale_dir
+from ..scales import Scale, get_scale
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.importance import ImportanceWeights, importance_weights
-from ..nn.model import model_config
-from ..training.train import train_config
-from ..paths import scale_dir
-from .store import ResultStore, cached_run, data_hash, stable_hash
-from .runs import file_hash
-from ..data.tokens import BatchSampler, window_starts
-from ..training.train import budget_steps, checkpoint_name, pretrain
-from ..nn.checkpoints import load_model, read_meta
-from .common import checkpoint_rows, domain_data
-from ..scales import Scale, get_scale
+from ..training.train import budget_steps, checkpoint_name, pretrain, train_config
 from .base import Layout, Method, Option, Step, at_least, finetune_flops, positive, priced
+from .common import checkpoint_rows, domain_data
+from .runs import file_hash
+from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
 WEIGHTS = ("histogram", "top")
 """Clusters behind the weights when `k` is not given (see the module notes)."""
@@ -177,7 +176,7 @@ def train(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None 
     `spec_flops`; one row per checkpoint (checkpoint, pretrain_flops and pretrain_tokens of
     *this* run, valid_loss on the domain's validation set, seconds). Cached: checkpoints
     already written are reused, and larger budgets continue the same run. `callbacks` are
-    the trainer's (`lab.train.Trainer.add_callback`)."""
+    the trainer's (`lab.training.train.Trainer.add_callback`)."""
     rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
     dom, _ = domain_data(domain, set_tokens, scale)
     return _train(rs, dom, scale, spec_budgets(scale, spec_flops), seed, progress, callbacks)
@@ -209,7 +208,7 @@ def check_repeats(rs: Resampling, flops: float, scale: str) -> float:
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, k: int | None = None,
-               spec_flops: float | None = None, weights: str = "histogram") -> dict:
+               spec_flops: float | None = None, weights: str = "histogram") -> ResultRow:
     """SLM-is on one domain: train on the resampled generic stream for `spec_flops`, then
     fine-tune. `pretrain_flops` is ignored (SLM-is has no pretraining)."""
     rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
@@ -234,10 +233,10 @@ def curve(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None 
 
 
 def _finetune(checkpoint: Path, rs: Resampling, dom: Domain, train_set: np.ndarray, scale: str, seed: int,
-              progress: bool) -> dict:
+              progress: bool) -> ResultRow:
     """Fine-tune one checkpoint of a resampled run and store the row, every FLOP counted as specialization.
 
-    (`lab.runs.specialize_run` books the checkpoint's FLOPs as pretraining, shared
+    (`lab.methods.runs.specialize_run` books the checkpoint's FLOPs as pretraining, shared
     by every domain; here they are this domain's alone.)"""
     meta = read_meta(checkpoint)
     ft = finetune_config("slm", scale, len(train_set), seed=seed)
@@ -283,7 +282,7 @@ class ImportanceSampling(Method):
     )
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
                           progress=progress, **self.check_options(options))
 

@@ -1,13 +1,13 @@
 """SLM-mix: pretrain one SLM per generic cluster, then specialize the expert a domain picks.
 
-Pretraining (`pretrain`) clusters the generic windows with k-means (`lab.cluster`,
+Pretraining (`pretrain`) clusters the generic windows with k-means (`lab.data.cluster`,
 k = the number of experts) and trains the k experts together, each on its own
-cluster, at the SLM's FLOPs: each sees 1/k of the SLM's tokens (`lab.mixture`).
+cluster, at the SLM's FLOPs: each sees 1/k of the SLM's tokens (`lab.nn.mixture`).
 One run writes a checkpoint at each of the SLM's budget fractions. Its generic
 validation loss routes each validation window to its cluster's expert.
 
 Specialization (`specialize`) picks one expert for the domain, saves it as a
-plain SLM checkpoint and fine-tunes it like the SLM (`lab.runs.specialize_run`).
+plain SLM checkpoint and fine-tunes it like the SLM (`lab.methods.runs.specialize_run`).
 Three rules pick it (the paper's Table 5):
 
 - "top": the domain's most frequent cluster on its training set (free);
@@ -29,23 +29,23 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..nn import costs
-from . import runs
 from ..data.cluster import cluster_corpus, corpus_decode, default_ks, entropy
 from ..data.corpus import load_corpus
 from ..device import device_name, pick_device
 from ..errors import LabError
+from ..nn import costs
+from ..nn.checkpoints import read_meta
+from ..nn.mixture import BatchedGPT, extract, load_mixture
+from ..nn.model import model_config
+from ..scales import Scale, get_scale
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune_config
-from ..nn.mixture import BatchedGPT, extract, load_mixture
 from ..training.routing import pretrain_mixture, routed_evaluate
-from ..nn.model import model_config
 from ..training.train import train_config
-from .store import ResultStore, cached_run, data_hash
-from ..nn.checkpoints import read_meta
-from .common import domain_data, generic_streams, pick_checkpoint
-from ..scales import Scale, get_scale
+from . import runs
 from .base import Layout, Method, Option, Step, at_least, finetune_flops
+from .common import domain_data, generic_streams, pick_checkpoint
+from .store import ResultRow, ResultStore, cached_run, data_hash
 
 SELECTIONS = ("top", "loss", "all")
 EXPERT_METHOD = "slm-mix-expert"
@@ -60,7 +60,7 @@ def n_experts(scale: str, experts: int | None = None) -> int:
 
 
 def clustering(scale: str, k: int):
-    """The corpus and its generic k-means clustering with k clusters (cached by `lab.cluster`).
+    """The corpus and its generic k-means clustering with k clusters (cached by `lab.data.cluster`).
     The scale's usual sizes are asked for too, so that a first call builds the shared cache whole."""
     corpus = load_corpus(scale)
     return corpus, cluster_corpus(corpus, ks=sorted(set(default_ks(scale)) | {k}))
@@ -177,7 +177,7 @@ def select_expert(rule: str, model: BatchedGPT, histogram: np.ndarray, train: np
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               selection: str = "top") -> dict:
+               selection: str = "top") -> ResultRow:
     if selection not in SELECTIONS:
         raise LabError(f"unknown expert selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
     k = n_experts(scale, experts)
@@ -236,7 +236,7 @@ class Mixture(Method):
                         callbacks=callbacks, **self.check_options(options, phase="pretrain"))
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, **options) -> dict:
+                   pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
                           progress=progress, **self.check_options(options))
 

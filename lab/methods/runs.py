@@ -10,6 +10,7 @@ writes them under `<scale dir>/checkpoints/finetuned/`, named by the run's cache
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from dataclasses import asdict, replace
@@ -18,16 +19,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..nn import costs
 from ..device import device_name, pick_device
+from ..nn import costs
+from ..nn.checkpoints import load_model, read_meta, save_model
+from ..nn.model import GPTConfig, model_config
+from ..paths import scale_dir
 from ..training.evaluate import evaluate
 from ..training.finetune import FinetuneConfig, finetune, finetune_config
-from ..nn.model import GPTConfig, model_config
-from ..training.train import TrainConfig, train_config
-from ..paths import scale_dir
-from .store import ResultStore, cached_run, data_hash, stable_hash
-from ..nn.checkpoints import load_model, read_meta, save_model
-from ..training.train import pretrain
+from ..training.train import TrainConfig, pretrain, train_config
+from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
 
 def checkpoint_root(kind: str, scale: str, model_cfg: GPTConfig, train_cfg: TrainConfig, data: str) -> Path:
@@ -66,14 +66,14 @@ def pretrain_run(kind: str, scale: str, tokens: np.ndarray, *, valid: np.ndarray
 def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, train: np.ndarray,
                    valid: np.ndarray, test: np.ndarray, *, method: str | None = None, seed: int = 0,
                    config: FinetuneConfig | None = None, store: ResultStore | None = None,
-                   progress: bool = True, keep_weights: bool = False) -> dict:
+                   progress: bool = True, keep_weights: bool = False) -> ResultRow:
     """Fine-tune a checkpoint on one domain (`train` is its in-domain set, `valid` drives early
     stopping) and score the domain's `test` stream before and after. Returns the result row:
     `seconds` and `specialize_flops` are the fine-tuning's (FLOPs up to the kept weights),
     the full `FinetuneRecord` is in `extra`.
 
     `keep_weights` also saves the fine-tuned model as a checkpoint folder that
-    `lab.train.load_model` reads, returned as the row's `finetuned_path`. The
+    `lab.nn.checkpoints.load_model` reads, returned as the row's `finetuned_path`. The
     weights are not part of the key: a stored row whose folder is missing (it ran
     without `keep_weights`) fine-tunes again from the same seed to write them,
     and keeps its stored row."""
@@ -112,7 +112,7 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
     else:
         fresh = run()
         row = cached_run(store, key, lambda: fresh, data_hash=hashed)
-    return {**row, "finetuned_path": str(kept)}
+    return dataclasses.replace(row, extra={**row.extra, "finetuned_path": str(kept)})
 
 
 def _ppl(loss: float | None) -> float | None:

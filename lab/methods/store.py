@@ -15,8 +15,10 @@ import json
 import sqlite3
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -25,27 +27,67 @@ from ..errors import LabError
 from ..paths import REPO, scale_dir
 from ..scales import Scale
 
-COLUMNS: dict[str, str] = {
-    "method": "TEXT",
-    "scale": "TEXT",
-    "domain": "TEXT",
-    "set_tokens": "INTEGER",
-    "pretrain_tokens": "INTEGER",
-    "pretrain_flops": "REAL",
-    "specialize_tokens": "INTEGER",
-    "specialize_flops": "REAL",
-    "inference_flops_per_token": "REAL",
-    "seconds": "REAL",
-    "ppl_before": "REAL",
-    "ppl_after": "REAL",
-    "seed": "INTEGER",
-    "config_hash": "TEXT",
-    "data_hash": "TEXT",
-    "code_version": "TEXT",
-    "device": "TEXT",
-    "extra": "TEXT",
-}
-"""Row fields. Anything else given to `add` goes into `extra` (JSON)."""
+
+@dataclass(frozen=True)
+class ResultRow(Mapping):
+    """One stored result: a pretraining checkpoint (domain "generic") or a specialization.
+
+    The one row type of the lab: the store returns it, every method's `specialize` returns
+    it, the study and the notebooks read it. It also reads as a mapping (`row["ppl_after"]`,
+    `{**row}`), so tables take it as they take a dict. What a method measures beyond the
+    columns is in `extra`.
+    """
+    method: str
+    scale: str
+    domain: str
+    set_tokens: int | None = None
+    pretrain_tokens: int | None = None
+    pretrain_flops: float | None = None
+    specialize_tokens: int | None = None
+    specialize_flops: float | None = None
+    inference_flops_per_token: float | None = None
+    seconds: float | None = None
+    ppl_before: float | None = None
+    """Test perplexity on the domain before specialization (generic validation perplexity for a
+    pretraining row)."""
+    ppl_after: float | None = None
+    seed: int | None = None
+    config_hash: str | None = None
+    data_hash: str | None = None
+    code_version: str | None = None
+    device: str | None = None
+    extra: dict = field(default_factory=dict)
+    id: int | None = None
+    created: float | None = None
+    cache_key: str | None = None
+    cached: bool = False
+    """Whether it came from the store rather than from a run just now."""
+
+    REPORTED = ("method", "scale", "domain", "set_tokens", "seed", "ppl_before", "ppl_after", "pretrain_flops",
+                "specialize_flops", "inference_flops_per_token", "pretrain_tokens", "specialize_tokens", "seconds",
+                "device", "cached")
+
+    def __getitem__(self, key: str):
+        if key in _ROW_FIELDS:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __iter__(self):
+        return iter(_ROW_FIELDS)
+
+    def __len__(self) -> int:
+        return len(_ROW_FIELDS)
+
+    def report(self) -> dict:
+        """The fields a user reads (the command line's JSON): costs, perplexities, identity."""
+        return {k: self[k] for k in self.REPORTED}
+
+
+_ROW_FIELDS = tuple(f.name for f in dataclasses.fields(ResultRow))
+_SQL = {"int": "INTEGER", "float": "REAL", "str": "TEXT", "dict": "TEXT"}
+COLUMNS: dict[str, str] = {f.name: _SQL[f.type.split(" |")[0]] for f in dataclasses.fields(ResultRow)
+                           if f.name not in ("id", "created", "cache_key", "cached")}
+"""Stored columns and their SQL types. Anything else given to `add` goes into `extra` (JSON)."""
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -170,7 +212,7 @@ class ResultStore:
             db.close()
         return row_id
 
-    def get(self, cache_key: str) -> dict | None:
+    def get(self, cache_key: str) -> ResultRow | None:
         db = self._connect()
         try:
             db.row_factory = sqlite3.Row
@@ -181,7 +223,7 @@ class ResultStore:
             return None
         out = dict(row)
         out["extra"] = json.loads(out["extra"] or "{}")
-        return out
+        return ResultRow(**{k: v for k, v in out.items() if k in _ROW_FIELDS})
 
     def merge(self, other: str | Path) -> "Merged":
         """Copy in the rows of another results store (e.g. part of a study run on a GPU machine
@@ -251,7 +293,7 @@ def load_results(scale: str) -> pd.DataFrame:
 
 
 def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapping[str, Any]], *,
-               data_hash: str = "") -> dict:
+               data_hash: str = "") -> ResultRow:
     """The stored row for `key` and `data_hash`, or run `fn()` and store its row.
 
     `key` holds everything that decides the result (method, scale, domain,
@@ -265,8 +307,8 @@ def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapp
     cache_key = stable_hash([config_hash, data_hash])
     row = store.get(cache_key)
     if row is not None:
-        return {**row, "cached": True}
+        return dataclasses.replace(row, cached=True)
     result = dict(fn())
     columns = {k: v.name if isinstance(v, Scale) else v for k, v in key.items() if k in COLUMNS and k != "extra"}
     store.add(cache_key=cache_key, **{**columns, **result, "config_hash": config_hash, "data_hash": data_hash})
-    return {**store.get(cache_key), "cached": False}
+    return store.get(cache_key)

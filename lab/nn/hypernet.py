@@ -9,7 +9,7 @@ with E a k x m table of expert codes (shared by the layers), M(l) a per-layer
 m x h mixing matrix and T(l) a bank of h matrices (one bank for the MLP's input
 projection, one for its output projection). Attention, norms and embeddings are
 shared, with the shapes of the scale's SLM, so for any fixed code the network
-*is* an SLM: `instantiate` writes it out in closed form as a plain `lab.model.GPT`.
+*is* an SLM: `instantiate` writes it out in closed form as a plain `lab.nn.model.GPT`.
 
 Training routes each window through the expert of its generic cluster. A batch
 is grouped by expert and each present expert's weights are generated once per
@@ -138,7 +138,7 @@ class GeneratedMLP(nn.Module):
 
 
 class HyperBlock(nn.Module):
-    """`lab.model.Block` with a generated MLP; parameter names match it where they are shared."""
+    """`lab.nn.model.Block` with a generated MLP; parameter names match it where they are shared."""
 
     def __init__(self, cfg: HyperConfig):
         super().__init__()
@@ -260,7 +260,7 @@ def load_hypernet(path: str | Path, device: torch.device | str = "cpu") -> Hyper
     """The hyper-network of a pretraining checkpoint folder."""
     meta = read_meta(path)
     if "n_experts" not in meta["model_config"]:
-        raise LabError(f"{path} holds a plain model, not a hyper-network; read it with lab.train.load_model")
+        raise LabError(f"{path} holds a plain model, not a hyper-network; read it with lab.nn.checkpoints.load_model")
     model = HyperGPT(HyperConfig(**meta["model_config"]))
     load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
     return model.to(device)

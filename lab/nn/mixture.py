@@ -12,15 +12,13 @@ clipped per expert, and AdamW acts element by element. `tests/test_mixture.py`
 checks that a batched expert follows a lone GPT with the same initial weights
 on the same batches.
 
-Each optimizer step draws `batch_size` windows from every expert's cluster
-(`ExpertSampler`), so at equal FLOPs with the SLM each of k experts sees 1/k of
-the SLM's tokens. Training reuses `lab.train.pretrain` (its warm-up / stable /
-decay schedule with a cooldown branch per budget) through its model and
-sampler factories.
+Training (`lab.training.routing.pretrain_mixture`) draws `batch_size` windows from
+every expert's cluster at each optimizer step, so at equal FLOPs with the SLM each
+of k experts sees 1/k of the SLM's tokens.
 
 At inference a window goes to the expert of its cluster (`route`): the cost of
 one SLM. `extract` writes one expert as a plain SLM checkpoint that
-`lab.train.load_model` reads, so a specialized expert is an ordinary SLM.
+`lab.nn.checkpoints.load_model` reads, so a specialized expert is an ordinary SLM.
 """
 from __future__ import annotations
 
@@ -74,7 +72,7 @@ class BatchedBlock(nn.Module):
         self.n_head = cfg.n_head
         self.dropout = cfg.dropout
         d = cfg.d_model
-        # Attribute names follow `lab.model.Block`, so expert e's state dict is every tensor's slice e.
+        # Attribute names follow `lab.nn.model.Block`, so expert e's state dict is every tensor's slice e.
         self.ln1 = BatchedLayerNorm(n_experts, d, cfg.bias)
         self.attn = nn.Module()
         self.attn.qkv = BatchedLinear(n_experts, d, 3 * d, cfg.bias)
@@ -229,7 +227,7 @@ def load_mixture(path: str | Path, device: torch.device | str = "cpu") -> Batche
 
 def extract(mixture_checkpoint: str | Path, expert: int, out: str | Path | None = None) -> Path:
     """Write expert `expert` of a mixture checkpoint as a plain SLM checkpoint folder
-    (`model.safetensors` + `meta.json`, read by `lab.train.load_model`); reused when present.
+    (`model.safetensors` + `meta.json`, read by `lab.nn.checkpoints.load_model`); reused when present.
 
     Its meta keeps the mixture's costs (`flops`, `tokens`: what pretraining this
     expert's mixture cost) and adds `expert`, `experts` and `expert_tokens`.

@@ -8,7 +8,7 @@ parameters: 7 layers, width 1024 vs 2816).
 
 The module owns the configurations: `model_config(kind, scale)` for shapes and
 `train_config(kind, scale)` for the optimizer, schedule and pretraining budgets
-(`lab.train` reads the latter).
+(`lab.training.train` reads the latter).
 """
 from __future__ import annotations
 

@@ -11,10 +11,9 @@ import numpy as np
 import pandas as pd
 
 from ..methods import METHODS
-from ..methods.store import load_results
+from ..methods.store import ResultRow, load_results
 from ..training.evaluate import macro_perplexity
 from .run import read_manifest
-
 
 EXTRA_FIELDS = ("histogram_entropy", "top_share", "domain_entropy_nats", "experts", "k", "selection", "instantiate",
                 "alpha", "temperature", "is_flops", "finetune_flops", "student_pretrain_flops",
@@ -31,7 +30,7 @@ class StudyResults:
     pretrain: pd.DataFrame
     """One row per pretraining checkpoint: method, fraction, pretrain_flops, pretrain_tokens, valid_loss, generic_ppl."""
     methods: dict[str, str]
-    """Method -> "done", "partial: ...", "failed: ...", "unavailable: ..." or "not run"."""
+    """Method -> "done", "partial: ...", "failed: ...", "incomplete ..." or "not run"."""
     plan: dict
 
     @property
@@ -55,19 +54,20 @@ class StudyResults:
         return len(self.results) > 0 and (self.results["method"] == method).any()
 
     def status_table(self) -> pd.DataFrame:
-        """Per method: its status and how many results it has (unavailable methods say why)."""
+        """Per method: its status and how many results it has (failed methods say why)."""
         counts = self.results.groupby("method").size() if len(self.results) else pd.Series(dtype=int)
         return pd.DataFrame([{"method": m, "status": s, "results": int(counts.get(m, 0))}
                              for m, s in self.methods.items()]).set_index("method")
 
 
-RESULT_COLUMNS = ("method", "domain", "set_tokens", "fraction", "budget", "ppl_before", "ppl_after", "pretrain_flops",
-                  "specialize_flops", "inference_flops_per_token", "pretrain_tokens", "specialize_tokens", "seconds")
+RESULT_COLUMNS = tuple(c for c in ResultRow.REPORTED if c not in ("scale", "seed", "device", "cached")) + \
+    ("fraction", "budget")
+"""A study table's columns: the rows' reported fields, and the step's budget share and FLOPs."""
 
 
 def load_study(scale: str) -> StudyResults:
-    """The study's rows from the results store (`lab.results.load_results`), and each method's status:
-    a method the study skipped as unavailable whose module now imports says "not run"."""
+    """The study's rows from the results store (`lab.methods.store.load_results`), and each registered
+    method's status ("not run" for one the study has not reached)."""
     manifest = read_manifest(scale)
     steps = {s["cache_key"]: s for s in manifest["steps"].values()  # methods since unregistered are left out
              if s.get("status") == "done" and s.get("phase") == "specialize" and s["method"] in METHODS}

@@ -43,7 +43,6 @@ from ..scales import Scale
 from ..training.train import train_config
 from .plan import Plan, make_plan
 
-
 # -- the manifest -----------------------------------------------------------------
 
 def manifest_path(scale: str) -> Path:

@@ -13,7 +13,7 @@ term's gradients the same size whatever T (they shrink as 1/T^2 otherwise), so
 `alpha` means the same thing at every temperature.
 
 `Distiller(teacher, alpha, temperature)` is a `loss_fn(model, x, y)` for
-`lab.train.Trainer` / `lab.finetune.finetune`; the teacher's forward pass is what
+`lab.training.train.Trainer` / `lab.training.finetune.finetune`; the teacher's forward pass is what
 it costs beyond the student's own training (`Distiller.flops_per_token`). The
 method itself (which teacher, costs, caching) is `lab.methods.distill`.
 """

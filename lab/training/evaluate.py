@@ -30,7 +30,7 @@ def evaluate(model: torch.nn.Module, tokens: np.ndarray, *, batch_size: int = 16
              max_tokens: int | None = None, precision: str = "fp32",
              window_experts: np.ndarray | None = None) -> Eval:
     """Score consecutive full-context windows of `tokens` (up to `max_tokens` of them).
-    A routed model (`lab.hypernet.HyperGPT`) takes window j through expert `window_experts[j]`."""
+    A routed model (`lab.nn.hypernet.HyperGPT`) takes window j through expert `window_experts[j]`."""
     device = next(model.parameters()).device
     cfg = model.config
     dtype = autocast_dtype(device, cfg.d_model, precision)

@@ -80,7 +80,7 @@ def pretrain_mixture(model_cfg: GPTConfig, train_cfg: TrainConfig, tokens: np.nd
     """Train k experts of shape `model_cfg`, expert e on the windows whose id is e, with
     a checkpoint at each total FLOP budget (default: `train_cfg.checkpoint_flops`).
 
-    `lab.train.pretrain` does the work: its schedule, cooldown branches, resume and
+    `lab.training.train.pretrain` does the work: its schedule, cooldown branches, resume and
     checkpoint folders, with a `BatchedGPT` and an `ExpertSampler`. A checkpoint's
     `flops` and `tokens` are the whole mixture's; each expert saw tokens / k.
     """
@@ -144,7 +144,7 @@ def routed_evaluate(model: BatchedGPT, tokens: np.ndarray, window_ids: np.ndarra
 class RoutedSampler(BatchSampler):
     """Uniform batches of the stream's windows, each with its expert: `next()` gives (x, y, experts).
 
-    Windows are those `lab.tokens.window_starts` cuts, the ones the clustering
+    Windows are those `lab.data.tokens.window_starts` cuts, the ones the clustering
     assigned; `window_experts[j]` is window j's cluster."""
 
     def __init__(self, tokens: np.ndarray, window_experts: np.ndarray, batch_size: int, context: int,
@@ -166,7 +166,7 @@ class RoutedSampler(BatchSampler):
 
 
 def evaluate_routed(model: HyperGPT, tokens: np.ndarray, *, window_experts: np.ndarray, **kwargs) -> Eval:
-    """`lab.evaluate.evaluate` for the routed model: window j of `tokens` goes through
+    """`lab.training.evaluate.evaluate` for the routed model: window j of `tokens` goes through
     expert `window_experts[j]` (its cluster)."""
     windows = len(window_starts(len(tokens), model.config.context))
     if len(window_experts) != windows:
@@ -175,5 +175,5 @@ def evaluate_routed(model: HyperGPT, tokens: np.ndarray, *, window_experts: np.n
 
 
 def routed_evaluator(window_experts: np.ndarray):
-    """An `evaluate_fn` for `lab.train.Trainer` scoring a stream whose window clusters are `window_experts`."""
+    """An `evaluate_fn` for `lab.training.train.Trainer` scoring a stream whose window clusters are `window_experts`."""
     return partial(evaluate_routed, window_experts=window_experts)

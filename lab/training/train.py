@@ -61,7 +61,7 @@ EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimizer, schedule and pretraining budget of one model (see `lab.train` for the schedule)."""
+    """Optimizer, schedule and pretraining budget of one model (see `lab.training.train` for the schedule)."""
     batch_size: int = 8
     micro_batch: int = 0
     """Sequences per forward pass when a batch does not fit in memory (gradient accumulation); 0: the whole batch."""
@@ -172,7 +172,7 @@ class Trainer:
 
     A sampler whose `next()` returns (x, y, *route) routes each window (a
     hyper-network's expert ids): `route` is split with the batch and passed on to
-    `loss_fn`. `evaluate_fn` replaces `lab.evaluate.evaluate` for scoring `valid`
+    `loss_fn`. `evaluate_fn` replaces `lab.training.evaluate.evaluate` for scoring `valid`
     (a routed model needs each validation window's route).
     """
 
@@ -397,7 +397,7 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
     `out_dir` must then be named by what decides its batches too.
     `model_factory()` likewise replaces `GPT(model_config)` (called after seeding; a
     mixture stacks its experts); `model_config` is then the shape of one of them.
-    `evaluate_fn` scores `valid` in place of `lab.evaluate.evaluate` (see `Trainer`).
+    `evaluate_fn` scores `valid` in place of `lab.training.evaluate.evaluate` (see `Trainer`).
     """
     out_dir = Path(out_dir)
     if budget_flops is None and not budget_tokens:
