@@ -14,7 +14,6 @@ import argparse
 import importlib.util
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -139,5 +139,5 @@ def test_slm_d_costs_rows_and_cache(tiny_corpus, capsys):
 def test_method_checks_its_options_before_training(tiny_corpus):
     from lab import methods
 
-    with pytest.raises(LabError, match="alpha=-0.1"):
+    with pytest.raises(LabError, match="--alpha -0.1"):
         methods.specialize("slm-d", "legal", 1000, "tiny", alpha=-0.1, progress=False)

@@ -224,7 +224,7 @@ def test_specialize_row_and_cache(tiny_corpus):
     mixed = methods.specialize("slm-hn", domain, set_tokens, scale, progress=False, instantiate="histogram")
     assert mixed["cached"] is False and mixed["extra"]["instantiate"] == "histogram"
     assert mixed["extra"]["histogram"] == extra["histogram"]
-    with pytest.raises(LabError, match="instantiation"):
+    with pytest.raises(LabError, match="--instantiate .mean.: choose one of top, histogram"):
         methods.specialize("slm-hn", domain, set_tokens, scale, progress=False, instantiate="mean")
 
 

@@ -156,6 +156,7 @@ def test_crossover_finds_where_the_mixture_starts_to_win():
 
 def test_specialize_slm_mix_row_and_cache(tiny_corpus):
     from lab import methods
+    from lab.methods.mixture import EXPERT_METHOD  # noqa: F401 (the query below names it)
     from lab.methods.store import load_results
 
     rows = methods.pretrain("slm-mix", "tiny", progress=False)

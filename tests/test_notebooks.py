@@ -3,7 +3,6 @@ import json
 import math
 
 import nbformat
-import pytest
 
 from lab.notebooks import notebook_paths, run_notebooks
 
