@@ -21,7 +21,7 @@ Inference costs exactly one SLM either way. The "slm-hn" result row carries the
 instantiation, the domain's histogram, its entropy and top-cluster share; the
 fine-tuning itself is stored as an "slm-hn-instance" row, as `specialize_run` writes it.
 
-Shapes (`SHAPES`). At `default`: k = 16 clusters sharing banks of h = 8 matrices
+Shapes (`Scale.hypernet` in `lab.scales`). At `default`: k = 16 clusters sharing banks of h = 8 matrices
 through codes of m = 8, so the experts' MLPs span 8 SLMs' worth (m and h bound
 the rank: more of either than the other adds nothing). A short measurement at
 1/16 of the default budget (1.1M tokens; generic validation perplexity, the SLM

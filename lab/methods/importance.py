@@ -21,7 +21,7 @@ a curve over specialization budgets costs one run per domain (`curve`).
 instead: the model then reads only that cluster, like one expert of a mixture
 (the paper's Figure 8 compares the two).
 
-Choice of k. The paper used k=1024. Here `DEFAULT_K` is 16 at `default`
+Choice of k. The paper used k=1024. Here `Scale.importance_k` is 16 at `default`
 (4 at `tiny`, whose corpus is small; 1024 at `paper`). A finer k follows the
 domain more closely but concentrates the draw on fewer generic windows:
 `effective_windows` (Kish's effective sample size) is 2-29k windows at k=16
