@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 
+from . import checks
 from .errors import LabError
 from .scales import SCALES, get_scale
 
@@ -67,9 +68,19 @@ def cmd_pretrain(args) -> int:
     return 0
 
 
+def _read_user_domain(args) -> None:
+    """Build a user domain's cache with the reading options given: the methods, which take only
+    the path, then read it as it was built (`lab.data.corpus.load_domain`)."""
+    if args.text_field is not None or args.allow_bad_bytes:
+        from .data.corpus import load_domain
+
+        load_domain(args.domain, args.scale, text_field=args.text_field, allow_bad_bytes=args.allow_bad_bytes or None)
+
+
 def cmd_specialize(args) -> int:
     from . import methods
 
+    _read_user_domain(args)
     row = methods.specialize(args.method, args.domain, args.set_tokens, args.scale, seed=args.seed,
                              pretrain_flops=args.pretrain_flops, **_method_options(args))
     out = row.report()
@@ -105,8 +116,9 @@ def cmd_domain_histogram(args) -> int:
     from .data.corpus import load_corpus, load_domain
 
     corpus = load_corpus(args.scale)
-    domain = load_domain(args.domain, args.scale)
-    tokens = domain.set(args.set_tokens) if args.set_tokens else domain.train
+    domain = load_domain(args.domain, args.scale, text_field=args.text_field,
+                         allow_bad_bytes=args.allow_bad_bytes or None)
+    tokens = domain.set(args.set_tokens) if args.set_tokens is not None else domain.train
     clustering = cluster_corpus(corpus, method=args.method, ks=[args.k])
     hist = clustering.histogram(tokens, corpus_decode(corpus), args.k, name=domain.name)
     generic = clustering.generic_histogram(args.k)
@@ -132,6 +144,35 @@ def cmd_notebooks(args) -> int:
     for r in run_notebooks(args.scale, args.out, args.only or None, cell_timeout=args.cell_timeout):
         print(f"  {r['notebook']:<32} {r['seconds']:>7.1f} s  -> {r['output']}")
     return 0
+
+
+def cmd_explore(args) -> int:
+    import importlib.util
+    import os
+
+    from .notebooks import APP_SKIP_TAG, NOTEBOOKS
+    from .study import has_study
+
+    scale = str(args.scale)
+    if not has_study(scale):
+        others = [s for s in SCALES if s != scale and has_study(s)]
+        raise LabError(f"the {scale} study has no results yet: run `python -m lab study --scale {scale}` first"
+                       + (f", or explore {' or '.join(f'--scale {s}' for s in others)}, which has them"
+                          if others else ""))
+    if not 1 <= args.port <= 65535:
+        raise LabError(f"--port {args.port}: give a port from 1 to 65535 (8866 is Voila's)")
+    if importlib.util.find_spec("voila") is None:
+        raise LabError("Voila is not installed in this environment: run `bash scripts/setup.sh`")
+    env = {**os.environ, "LAB_SCALE": scale}  # the notebook's empty `scale` parameter reads it
+    env.pop("MPLBACKEND", None)  # a non-interactive backend (tests set Agg) would keep the figures off the page
+    argv = [sys.executable, "-m", "voila", str(NOTEBOOKS / "08_budget_explorer.ipynb"), "--Voila.ip=127.0.0.1",
+            f"--port={args.port}", "--Voila.port_retries=0", f"--VoilaExecutor.skip_cells_with_tag={APP_SKIP_TAG}"]
+    if args.no_browser:
+        argv.append("--no-browser")
+    print(f"explore: serving notebook 08 at scale {scale} on http://127.0.0.1:{args.port}/ (Ctrl-C stops it)",
+          flush=True)
+    # Voila takes this process's place, so stopping it (Ctrl-C, a signal) leaves no server behind.
+    os.execve(sys.executable, argv, env)
 
 
 def cmd_study(args) -> int:
@@ -177,6 +218,33 @@ def cmd_data_info(args) -> int:
     return 0
 
 
+def _add_user_text(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--text-field", help="the JSONL field or parquet column that holds the text of a "
+                                        "--domain PATH (default: text)")
+    p.add_argument("--allow-bad-bytes", action="store_true",
+                   help="read files of a --domain PATH even when over 1%% of their bytes are not UTF-8")
+
+
+def _check_numbers(args) -> None:
+    """The numbers a command takes, checked before any work (the library checks them again); method
+    options are checked by the methods that take them, before they run."""
+    context = args.scale.context if hasattr(args, "scale") else None
+    if getattr(args, "seed", None) is not None:
+        checks.seed(args.seed)
+    if getattr(args, "set_tokens", None) is not None:
+        checks.set_size(args.set_tokens, context)
+    for name in ("set_sizes", "curve_sets", "is_sets"):
+        for n in getattr(args, name, None) or ():
+            checks.set_size(n, context, "--" + name.replace("_", "-"))
+    if getattr(args, "pretrain_flops", None) is not None:
+        checks.positive(args.pretrain_flops, "--pretrain-flops")
+    if args.command in ("cluster", "domain-histogram"):  # elsewhere --k is a method's option
+        for k in args.k if isinstance(args.k, list) else [args.k] if args.k is not None else []:
+            checks.integer(k, "--k", minimum=2)
+    if getattr(args, "cell_timeout", None) is not None:
+        checks.integer(args.cell_timeout, "--cell-timeout", minimum=1)
+
+
 def _add_common(p: argparse.ArgumentParser) -> None:
     _add_scale(p)
     p.add_argument("--seed", type=int, default=0)
@@ -216,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set-tokens", type=int, required=True, help="size of the in-domain training set (tokens)")
     p.add_argument("--pretrain-flops", type=float, help="start from the checkpoint nearest this budget "
                                                         "(default: the largest)")
+    _add_user_text(p)
     _add_common(p)
     p.set_defaults(fn=cmd_specialize)
 
@@ -234,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set-tokens", type=int, help="use the nested training set of this size (default: all)")
     p.add_argument("--method", default="tfidf", choices=["tfidf", "sbert"])
     p.add_argument("--json", action="store_true")
+    _add_user_text(p)
     p.set_defaults(fn=cmd_domain_histogram)
 
     p = sub.add_parser("study", help="every method x pretraining budget x domain x set size into the results "
@@ -264,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", nargs="*", help="notebook numbers or names, e.g. 00 01_pretraining")
     p.add_argument("--cell-timeout", type=int, default=3600, help="seconds allowed per cell")
     p.set_defaults(fn=cmd_notebooks)
+
+    p = sub.add_parser("explore", help="serve the budget explorer (notebook 08) as a web app on 127.0.0.1 (Voila)")
+    _add_scale(p)
+    p.add_argument("--port", type=int, default=8866, help="local port (default 8866)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a web browser")
+    p.set_defaults(fn=cmd_explore)
     return parser
 
 
@@ -274,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        _check_numbers(args)
         return args.fn(args)
     except LabError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -14,6 +14,8 @@ from .errors import LabError
 from .paths import REPO, output_dir
 
 NOTEBOOKS = REPO / "notebooks"
+APP_SKIP_TAG = "not-in-app"
+"""Cells tagged so are left out of the web app (`python -m lab explore`): they save files for headless runs."""
 
 
 def notebook_paths(names: list[str] | None = None) -> list[Path]:

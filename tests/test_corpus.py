@@ -277,7 +277,9 @@ def test_non_utf8_user_file_is_reported(built, monkeypatch, tmp_path):
     monkeypatch.setattr(C, "get_scale", lambda name: _small_scale())
     folder = _write_user_folder(tmp_path / "latin")
     (folder / "note00.txt").write_bytes("caf\xe9 ".encode("latin-1") * 200)
-    dom = C.load_domain(str(folder), "tiny")
+    with pytest.raises(LabError, match="20.0% of its bytes"):
+        C.load_domain(str(folder), "tiny")
+    dom = C.load_domain(str(folder), "tiny", allow_bad_bytes=True)
     assert any("note00.txt" in w for w in dom.warnings)
 
 

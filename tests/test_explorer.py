@@ -1,4 +1,5 @@
-"""The budget explorer: the recommendation honours every budget, the sliders drive it, the map and tree follow."""
+"""The budget explorer: the recommendation honours every budget and weighs cost, the sliders drive it, the
+map and tree follow."""
 import pandas as pd
 import pytest
 
@@ -53,10 +54,10 @@ def test_recommend_honours_every_budget():
 def test_sliders_drive_the_recommendation():
     ex = BudgetExplorer(_points())
     s = ex.sliders
-    assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains"}
+    assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains", "tolerance"}
     assert ex.recommendation["method"] == "llm"  # every slider starts at its largest budget
     s["inference"].value = 1.5e5  # below the LLM's cost per token
-    assert ex.recommendation["method"] == "slm-is" and "slm-is" in ex.summary and "50.00" in ex.summary
+    assert ex.recommendation["method"] == "slm-is" and "SLM-is" in ex.summary and "50.00" in ex.summary
     s["spec"].value = 3e10
     assert ex.recommendation["method"] == "slm-hn"
     assert ex.recommendation["inference_flops_per_token"] <= s["inference"].value
@@ -79,7 +80,43 @@ def test_widget_redraws_without_a_front_end():
     box = ex.widget()
     assert ex.label in box.children and ex.output in box.children
     ex.sliders["spec"].value = 3e10
-    assert ex.recommendation["method"] == "slm-hn" and "slm-hn" in ex.label.value
+    assert ex.recommendation["method"] == "slm-hn" and "SLM-hn" in ex.label.value
+
+
+def test_the_cheapest_choice_trades_a_little_perplexity_for_cost():
+    p = _points()
+    small = dict(pretrain_budget=1e13, spec_budget=1e13, inference_budget=SLM, set_tokens=2_000)
+    # SLM-is is best (50), at 1e12 per domain; nothing else is within 2% of it.
+    assert decisions.cheapest(p, **small)["method"] == "slm-is"
+    # Within 12%: SLM-hn (55, 1.01e12 in total) instead of SLM-is (50, 1e12 per domain) for 3 domains.
+    c = decisions.cheapest(p, **small, n_domains=3, tolerance=0.12)
+    assert c["method"] == "slm-hn" and c["ppl_limit"] == pytest.approx(56.0)
+    assert c["total_flops"] == pytest.approx(1e12 + 3 * 1e10)
+    # At one domain SLM-is costs 1e12 < 1.01e12: it stays the cheapest too.
+    assert decisions.cheapest(p, **small, tolerance=0.12)["method"] == "slm-is"
+    # A wide tolerance reaches SLM-is's 1/8 run (65, 1.2e11): the cheapest point of all at one domain.
+    c = decisions.cheapest(p, **small, tolerance=0.5)
+    assert c["method"] == "slm-is" and c["fraction"] == 0.125
+    lines = decisions.explain(decisions.recommend(p, **small), c, tolerance=0.5)
+    assert "SLM-is trained on 1/8 of its specialization budget" in lines[1] and "88% of the total cost" in lines[1]
+    assert "FLOPs per token" in lines[2] and "2,000 tokens" in lines[2] and "4 domains" in lines[2]
+    assert decisions.cheapest(p, **{**small, "pretrain_budget": 1.0, "spec_budget": 1.0}) is None
+    for bad in (-0.01, float("nan"), "2%"):
+        with pytest.raises(LabError, match="tolerance"):
+            decisions.cheapest(p, **small, tolerance=bad)
+
+
+def test_the_tolerance_slider_and_the_sentence():
+    ex = BudgetExplorer(_points(), inference_budget=SLM, n_domains=3)
+    assert ex.tolerance == pytest.approx(0.02) and ex.recommendation["method"] == "slm-is"
+    assert "also the cheapest" in ex.summary
+    before = ex.summary
+    ex.sliders["tolerance"].value = 12.0
+    assert ex.cheapest["method"] == "slm-hn" and ex.summary != before
+    assert "Cheapest within 12% of that perplexity (at most 56.00): SLM-hn" in ex.summary
+    assert "3 x 1e10 FLOPs of specialization (paid per domain)" in ex.summary
+    with pytest.raises(LabError, match="tolerance"):
+        BudgetExplorer(_points(), tolerance=-1)
 
 
 def test_decision_map_and_tree_read_the_rule_off_the_data():
@@ -102,6 +139,7 @@ def test_metrics_read_the_explorer_state_from_plain_values():
     assert m["budgets"] == ex.budgets and m["recommendation"] == ex.recommendation
     assert m["feasible_methods"] == sorted(ex.feasible()["method"].unique())
     assert m["recommendation"]["method"] == "slm-hn" and "llm" not in m["feasible_methods"]
+    assert m["tolerance"] == 0.02 and m["cheapest"] == ex.cheapest
 
 
 def test_an_empty_study_says_what_to_do():

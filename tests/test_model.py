@@ -6,7 +6,7 @@ import torch
 
 from lab.errors import LabError
 from lab.training.evaluate import evaluate, macro_perplexity
-from lab.nn.model import GPT, GPTConfig, model_config, non_embedding_params, param_count_formula
+from lab.nn.model import GPT, GPTConfig, cross_entropy, model_config, non_embedding_params, param_count_formula
 from lab.training.train import train_config
 
 
@@ -77,3 +77,38 @@ def test_generate_extends_the_prompt():
     out = model.generate(torch.zeros(2, 3, dtype=torch.long), 10, generator=torch.Generator().manual_seed(0))
     assert out.shape == (2, 13) and int(out.max()) < 30
     assert math.isfinite(float(out.float().mean()))
+
+
+def test_fast_cross_entropy_equals_the_plain_one():
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(2, 16, 50)).requires_grad_()
+    targets = torch.randint(0, 50, (2, 16))
+    fast = cross_entropy(logits, targets)
+    (grad_fast,) = torch.autograd.grad(2.5 * fast, logits)
+    plain = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten())
+    (grad_plain,) = torch.autograd.grad(2.5 * plain, logits)
+    assert fast.item() == pytest.approx(plain.item(), rel=1e-6)
+    assert torch.allclose(grad_fast, grad_plain, atol=1e-7)
+    with torch.no_grad():
+        assert cross_entropy(logits, targets).item() == pytest.approx(plain.item(), rel=1e-6)
+
+
+def test_training_with_the_fast_loss_follows_the_plain_one(monkeypatch):
+    """A few optimizer steps of the same model on the same batches: the fused loss changes
+    nothing but the speed."""
+    import lab.nn.model as model_module
+    from lab.data.tokens import BatchSampler
+    from lab.training.train import Trainer
+
+    cfg = GPTConfig(vocab_size=64, context=16, n_layer=2, n_head=2, d_model=32)
+    tokens = np.tile(np.arange(64), 80).astype(np.uint16)  # learnable: each token names the next
+    tc = train_config("slm", "tiny")
+    losses = {}
+    for name, loss in (("fast", cross_entropy), ("plain", lambda lg, t: torch.nn.functional.cross_entropy(
+            lg.float().flatten(0, -2), t.flatten()))):
+        monkeypatch.setattr(model_module, "cross_entropy", loss)
+        torch.manual_seed(0)
+        trainer = Trainer(GPT(cfg), tc, BatchSampler(tokens, 4, cfg.context), device="cpu", progress=False)
+        losses[name] = [trainer.train_step() for _ in range(20)]
+    assert losses["fast"] == pytest.approx(losses["plain"], abs=1e-5)
+    assert losses["fast"][-1] < losses["fast"][0]

@@ -30,6 +30,11 @@ def test_notebook_08_budget_explorer(tiny_study, tmp_path):
     assert 3 * r["specialize_flops"] <= b["spec_budget"] * (1 + 1e-6)
     assert r["inference_flops_per_token"] <= b["inference_budget"] * (1 + 1e-6)
     assert math.isclose(r["total_flops"], r["pretrain_flops"] + 3 * r["specialize_flops"], rel_tol=1e-9)
+    # The cheapest point within the tolerance (2%) of the lowest perplexity: never dearer, never worse than that.
+    c = m["cheapest"]
+    assert m["tolerance"] == 0.02 and c["method"] in m["feasible_methods"]
+    assert math.isclose(c["ppl_limit"], r["ppl"] * 1.02) and r["ppl"] <= c["ppl"] <= c["ppl_limit"] * (1 + 1e-6)
+    assert c["total_flops"] <= r["total_flops"] and c["inference_flops_per_token"] <= b["inference_budget"] * (1 + 1e-6)
 
     assert 0.8 <= m["tree_accuracy"] <= 1.0 and "class:" in m["tree"]
     assert math.isclose(sum(m["map_share"].values()), 1.0)

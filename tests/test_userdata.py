@@ -68,9 +68,12 @@ def test_non_utf8_is_replaced_with_a_warning(tmp_path):
     folder = tmp_path / "latin"
     folder.mkdir()
     (folder / "a.txt").write_bytes(b"caf\xe9 au lait, na\xefve \xff\xfe end")
-    docs, warnings = read_user_documents(folder)
+    docs, warnings = read_user_documents(folder, allow_bad_bytes=True)  # 4 bad bytes of 26: refused by default
     assert docs[0].text == "caf\ufffd au lait, na\ufffdve \ufffd\ufffd end"
     assert any(str(folder / "a.txt") in w and "4 byte(s)" in w for w in warnings)
+    (folder / "a.txt").write_bytes(b"caf\xe9 au lait" + b" plain text" * 20)  # one stray byte in 231
+    docs, warnings = read_user_documents(folder)
+    assert docs[0].text.startswith("caf\ufffd au lait") and any("1 byte(s)" in w for w in warnings)
 
 
 def test_invalid_jsonl_line_names_file_and_line(tmp_path):

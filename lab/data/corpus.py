@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from .. import atomic
+from .. import atomic, checks
 from ..errors import LabError
 from ..paths import scale_dir
 from ..scales import Scale, get_scale
@@ -184,7 +184,7 @@ def build(scale_name: str = "default", force: bool = False) -> dict:
     scale = get_scale(scale_name)
     root = corpus_dir(scale_name)
     if not force and (root / "manifest.json").exists():
-        return json.loads((root / "manifest.json").read_text())
+        return _read_manifest(root / "manifest.json", scale_name)
 
     t0 = time.perf_counter()
     timings = {}
@@ -242,6 +242,14 @@ def build(scale_name: str = "default", force: bool = False) -> dict:
     return manifest
 
 
+def _read_manifest(path: Path, scale: str) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LabError(f"{path} is damaged ({e}); rebuild with "
+                       f"`python -m lab data build --scale {scale} --force`") from None
+
+
 def _sample(docs: list[Document], max_chars: int, seed: int):
     """Up to `max_chars` of documents in hash order, for tokenizer training."""
     used = 0
@@ -264,13 +272,18 @@ class Domain:
     test: np.ndarray
     origin: str = "embedded"
     warnings: list[str] = field(default_factory=list)
-    chunk_tokens: int = 512
-    """Sets are drawn in chunks of this many tokens (the corpus uses four contexts)."""
+    context: int = 128
+    """The scale's context: a set holds at least one window, and is drawn in chunks of four."""
     _shuffled: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def chunk_tokens(self) -> int:
+        return 4 * self.context
 
     def set(self, n_tokens: int) -> np.ndarray:
         """The first `n_tokens` of the training stream's chunks in a fixed shuffled order: each set
         is a sample of the whole domain, and every set is a prefix of the larger ones."""
+        n_tokens = checks.set_size(n_tokens, self.context)
         if n_tokens > len(self.train):
             raise LabError(f"domain {self.name!r} has {len(self.train):,} training tokens; "
                            f"{n_tokens:,} were asked for. Choose a smaller --set-tokens "
@@ -290,11 +303,7 @@ class Corpus:
         if not path.exists():
             raise LabError(f"no corpus at {self.root}: build it first with "
                            f"`python -m lab data build --scale {scale}`")
-        try:
-            self.manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise LabError(f"{path} is damaged ({e}); rebuild with "
-                           f"`python -m lab data build --scale {scale} --force`") from None
+        self.manifest = _read_manifest(path, scale)
         if self.manifest.get("format") != FORMAT:
             raise LabError(f"{self.root} was built by another version of the lab; rebuild with "
                            f"`python -m lab data build --scale {scale} --force`")
@@ -317,7 +326,8 @@ class Corpus:
             raise LabError(f"unknown domain {domain!r}: choose one of {', '.join(self.domains)}")
         if split not in SPLITS:
             raise LabError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
-        return load_tokens(self.root / "tokens" / domain / f"{split}.bin")
+        return load_tokens(self.root / "tokens" / domain / f"{split}.bin", self.manifest["splits"][domain][split],
+                           f"rebuild the corpus with `python -m lab data build --scale {self.scale.name} --force`")
 
     def train_set(self, domain: str, n_tokens: int) -> np.ndarray:
         return self.domain(domain).set(n_tokens)
@@ -327,7 +337,7 @@ class Corpus:
         return _read_jsonl(self.root / "text" / domain / f"{split}.jsonl")
 
     def domain(self, name: str) -> Domain:
-        return Domain(name, *(self.tokens(name, s) for s in SPLITS), chunk_tokens=4 * self.scale.context)
+        return Domain(name, *(self.tokens(name, s) for s in SPLITS), context=self.scale.context)
 
     def generic_lines(self) -> np.ndarray:
         return np.load(self.root / "generic_lines.npy")
@@ -337,41 +347,57 @@ def load_corpus(scale: str = "default") -> Corpus:
     return Corpus(scale)
 
 
-def load_domain(name_or_path: str, scale: str = "default", rebuild: bool = False) -> Domain:
-    """A built-in domain by name, or a user's folder or file(s) by path."""
+def load_domain(name_or_path: str, scale: str = "default", rebuild: bool = False, *, text_field: str | None = None,
+                allow_bad_bytes: bool | None = None) -> Domain:
+    """A built-in domain by name, or a user's folder or file(s) by path, read with `text_field`
+    and `allow_bad_bytes` (`lab.data.userdata.read_user_documents`). Left None, those are what
+    its cache was built with, so a method given only the path reads the text as the command
+    line that named them did."""
     corpus = load_corpus(scale)
     if name_or_path in corpus.domains or name_or_path == GENERIC:
         return corpus.domain(name_or_path)
     if not Path(name_or_path).exists():
         raise LabError(f"{name_or_path!r} is neither a domain of the {scale} corpus "
                        f"({', '.join(corpus.domains)}) nor an existing file or folder")
-    return user_domain(corpus, name_or_path, rebuild=rebuild)
+    return user_domain(corpus, name_or_path, rebuild=rebuild, text_field=text_field,
+                       allow_bad_bytes=allow_bad_bytes)
 
 
-def user_domain(corpus: Corpus, path: str | Path, rebuild: bool = False) -> Domain:
+def user_domain(corpus: Corpus, path: str | Path, rebuild: bool = False, *, text_field: str | None = None,
+                allow_bad_bytes: bool | None = None) -> Domain:
     """A user's folder or files as a domain: split, filtered and tokenized like
-    the built-in ones, cached under the scale's `domains/` folder."""
+    the built-in ones, cached under the scale's `domains/` folder (see `load_domain`
+    for the reading options)."""
     from .userdata import read_user_documents, user_domain_name
 
     name = user_domain_name(path)
-    docs, warnings = read_user_documents(path)
+    cache = scale_dir(corpus.scale.name) / "domains" / name
+    meta_path = cache / "meta.json"
+    fix = f"delete {cache}: the next command that reads {path} builds it again"
+    meta = {}
+    if meta_path.exists() and not rebuild:
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise LabError(f"{meta_path} is damaged ({e}); {fix}") from None
+    given = {"text_field": text_field, "allow_bad_bytes": allow_bad_bytes}
+    reading = {"text_field": "text", "allow_bad_bytes": False, **meta.get("reading", {}),
+               **{k: v for k, v in given.items() if v is not None}}
+    docs, warnings = read_user_documents(path, **reading)
     for w in warnings:
         log.warning("%s", w)
     h = hashlib.sha256()
     for d in docs:
         h.update(f"{d.key}\0{d.text}\0".encode("utf-8", "surrogatepass"))
     content = h.hexdigest()
-    cache = scale_dir(corpus.scale.name) / "domains" / name
-    meta_path = cache / "meta.json"
-    if meta_path.exists() and not rebuild:
-        meta = json.loads(meta_path.read_text())
+    if meta:
         if meta["content_sha256"] == content:
             if meta["tokenizer_sha256"] != corpus.tokenizer.sha256:
                 raise LabError(f"the cached domain {cache} was tokenized with another tokenizer "
                                f"({meta['tokenizer_sha256'][:12]}, the {corpus.scale.name} corpus now uses "
                                f"{corpus.tokenizer.sha256[:12]}); rerun with --rebuild (or delete {cache})")
-            return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin") for s in SPLITS),
-                          origin=f"user:{path}", warnings=warnings, chunk_tokens=4 * corpus.scale.context)
+            return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin", meta["splits"][s], fix) for s in SPLITS),
+                          origin=f"user:{path}", warnings=warnings, context=corpus.scale.context)
 
     check_splittable(name, docs, str(path))
     total = sum(len(d.text) for d in docs)
@@ -390,6 +416,6 @@ def user_domain(corpus: Corpus, path: str | Path, rebuild: bool = False) -> Doma
         atomic.write_json(tmp / "meta.json", {
             "name": name, "path": str(Path(path).resolve()), "content_sha256": content,
             "tokenizer_sha256": corpus.tokenizer.sha256, "splits": entry, "leakage": stats,
-            "warnings": warnings})
-    return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin") for s in SPLITS),
-                  origin=f"user:{path}", warnings=warnings, chunk_tokens=4 * corpus.scale.context)
+            "warnings": warnings, "reading": reading})
+    return Domain(name, *(load_tokens(cache / "tokens" / f"{s}.bin", entry[s], fix) for s in SPLITS),
+                  origin=f"user:{path}", warnings=warnings, context=corpus.scale.context)

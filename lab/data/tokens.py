@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import atomic
+from .. import atomic, checks
 
 DTYPE = np.uint16
 
@@ -26,8 +26,13 @@ def save_tokens(path: str | Path, ids: np.ndarray) -> None:
     atomic.write_bytes(path, ids.astype(DTYPE).tobytes())
 
 
-def load_tokens(path: str | Path) -> np.ndarray:
+def load_tokens(path: str | Path, record: dict | None = None, fix: str = "") -> np.ndarray:
+    """The stream at `path`, memory-mapped. With `record` (the `tokens` and `tokens_sha256` a
+    manifest wrote with it) it is verified first, and a damaged file is a LabError that ends with `fix`."""
     path = Path(path)
+    if record is not None:
+        checks.verify_file(path, {"bytes": record["tokens"] * np.dtype(DTYPE).itemsize,
+                                  "sha256": record["tokens_sha256"]}, fix)
     if path.stat().st_size == 0:
         return np.zeros(0, dtype=DTYPE)
     return np.memmap(path, dtype=DTYPE, mode="r")

@@ -5,9 +5,11 @@ corpus splits by document, so an input with only a few documents cannot give
 train, validation and test their share; in that case each big .txt/.md file
 is cut at blank lines into documents of about 8-16 KB, and a warning says so.
 
-Everything a user can get wrong raises LabError naming the file; text that is
+Everything a user can get wrong raises LabError naming the file. Text that is
 not valid UTF-8 is read anyway (bad bytes replaced) with a warning, since a
-stray Latin-1 byte should not stop an experiment.
+stray Latin-1 byte should not stop an experiment; but a file with more than
+`MAX_BAD_SHARE` of such bytes is most likely not text at all (a binary, another
+encoding) and is refused unless `allow_bad_bytes` says to read it.
 """
 from __future__ import annotations
 
@@ -29,6 +31,9 @@ PIECE_MIN_CHARS = 8 * 1024
 PIECE_MAX_CHARS = 16 * 1024
 FEW_DOCUMENTS = 30
 """Below this many documents, big text files are cut so every split gets some."""
+MAX_BAD_SHARE = 0.01
+"""Share of a file's bytes that may be invalid UTF-8 before it is refused as not text."""
+TEXT_FIELD_ADVICE = "pass --text-field (text_field= in Python) with the {} that holds the text"
 
 _BLANK_LINE = re.compile(r"\n[ \t\r]*\n\s*")
 _NEWLINE = re.compile(r"\n")
@@ -47,9 +52,11 @@ def user_domain_name(path: str | Path) -> str:
 
 
 def read_user_documents(
-    paths: str | Path | Sequence[str | Path], text_field: str = "text"
+    paths: str | Path | Sequence[str | Path], text_field: str = "text", allow_bad_bytes: bool = False
 ) -> tuple[list[Document], list[str]]:
-    """Read the documents under `paths` and the warnings a user should see."""
+    """Read the documents under `paths` and the warnings a user should see. `text_field` names the
+    JSONL field or parquet column of the text; `allow_bad_bytes` reads files with more than
+    `MAX_BAD_SHARE` invalid UTF-8 anyway (those bytes replaced)."""
     warnings: list[str] = []
     inputs = _inputs(paths, warnings)
     per_input = [(root, _files_of(root)) for root in inputs]
@@ -60,7 +67,8 @@ def read_user_documents(
         source = f"user:{_stem(root)}"
         for file in files:
             doc_id = file.relative_to(root).as_posix() if root.is_dir() else file.name
-            units.extend((file, d) for d in _read_file(file, source, doc_id, text_field, warnings))
+            units.extend((file, d) for d in _read_file(file, source, doc_id, text_field, allow_bad_bytes,
+                                                       warnings))
 
     if not units:
         where = ", ".join(str(p) for p in inputs)
@@ -117,20 +125,21 @@ def _files_of(path: Path) -> list[Path]:
     return readable
 
 
-def _read_file(file: Path, source: str, doc_id: str, text_field: str, warnings: list[str]) -> list[Document]:
+def _read_file(file: Path, source: str, doc_id: str, text_field: str, allow_bad_bytes: bool,
+               warnings: list[str]) -> list[Document]:
     suffix = file.suffix.lower()
     if suffix == ".jsonl":
-        return _read_jsonl(file, source, doc_id, text_field, warnings)
+        return _read_jsonl(file, source, doc_id, text_field, allow_bad_bytes, warnings)
     if suffix == ".parquet":
         return _read_parquet(file, source, doc_id, text_field, warnings)
-    text = _decode(file, warnings)
+    text = _decode(file, allow_bad_bytes, warnings)
     if not text.strip():
         warnings.append(f"{file} is empty; skipped")
         return []
     return [Document(source=source, doc_id=doc_id, text=text)]
 
 
-def _decode(file: Path, warnings: list[str]) -> str:
+def _decode(file: Path, allow_bad_bytes: bool, warnings: list[str]) -> str:
     data = file.read_bytes().removeprefix(b"\xef\xbb\xbf")
     try:
         return data.decode("utf-8")
@@ -139,17 +148,23 @@ def _decode(file: Path, warnings: list[str]) -> str:
     # Dropping invalid bytes and re-encoding gives back exactly the valid
     # ones, so the difference counts bytes, not replacement characters.
     bad = len(data) - len(data.decode("utf-8", errors="ignore").encode("utf-8"))
+    if bad > MAX_BAD_SHARE * len(data) and not allow_bad_bytes:
+        raise LabError(f"{file}: {bad / len(data):.1%} of its bytes ({bad:,} of {len(data):,}) are not valid "
+                       f"UTF-8, more than the {MAX_BAD_SHARE:.0%} a text file may have; re-save it as UTF-8 "
+                       "text, or pass --allow-bad-bytes (allow_bad_bytes=True in Python) to read it with those "
+                       "bytes replaced")
     warnings.append(f"{file} is not valid UTF-8: {bad} byte(s) were replaced by U+FFFD; "
                     f"re-save it as UTF-8 to keep those characters")
     return data.decode("utf-8", errors="replace")
 
 
-def _read_jsonl(file: Path, source: str, doc_id: str, text_field: str, warnings: list[str]) -> list[Document]:
+def _read_jsonl(file: Path, source: str, doc_id: str, text_field: str, allow_bad_bytes: bool,
+                warnings: list[str]) -> list[Document]:
     docs: list[Document] = []
     empty = 0
     # Split on "\n" only: str.splitlines would also break at U+2028, which
     # JSON allows raw inside strings, and line numbers would drift from an editor's.
-    for number, line in enumerate(_decode(file, warnings).split("\n"), start=1):
+    for number, line in enumerate(_decode(file, allow_bad_bytes, warnings).split("\n"), start=1):
         if not line.strip():
             continue
         where = f"{file}:{number}"
@@ -176,13 +191,13 @@ def _read_jsonl(file: Path, source: str, doc_id: str, text_field: str, warnings:
 def _field_text(record: dict, text_field: str, where: str) -> str:
     if text_field not in record:
         raise LabError(f"{where} has no field {text_field!r} (fields found: {_names(record)}); "
-                       f"pass text_field= with the field that holds the text")
+                       + TEXT_FIELD_ADVICE.format("field"))
     value = record[text_field]
     if value is None:
         return ""
     if not isinstance(value, str):
         raise LabError(f"{where}: field {text_field!r} is a {type(value).__name__}, not text; "
-                       f"pass text_field= with the field that holds the text")
+                       + TEXT_FIELD_ADVICE.format("field"))
     return value
 
 
@@ -202,11 +217,11 @@ def _read_parquet(file: Path, source: str, doc_id: str, text_field: str, warning
     schema = parquet.schema_arrow
     if text_field not in schema.names:
         raise LabError(f"{file} has no column {text_field!r} (columns found: {_names(schema.names)}); "
-                       f"pass text_field= with the column that holds the text")
+                       + TEXT_FIELD_ADVICE.format("column"))
     kind = schema.field(text_field).type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
         raise LabError(f"{file}: column {text_field!r} has type {kind}, not text; "
-                       f"pass text_field= with the column that holds the text")
+                       + TEXT_FIELD_ADVICE.format("column"))
     docs: list[Document] = []
     empty = 0
     row = 0

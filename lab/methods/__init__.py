@@ -12,8 +12,9 @@ Adding a method is one module defining a `Method` and one `register` line below.
 """
 from __future__ import annotations
 
+from .. import checks
 from ..errors import LabError
-from ..scales import Scale
+from ..scales import Scale, get_scale
 from .base import Method
 from .store import ResultRow
 
@@ -38,7 +39,7 @@ def get(name: str) -> Method:
 
 def pretrain(method: str, scale: str | Scale = "default", *, seed: int = 0, progress: bool = True,
              **options) -> list[dict]:
-    return get(method).pretrain(scale, seed=seed, progress=progress, **options)
+    return get(method).pretrain(scale, seed=checks.seed(seed), progress=progress, **options)
 
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str | Scale = "default", *, seed: int = 0,
@@ -46,8 +47,12 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str | Scale = "
     """Specialize `method` to `domain` (a built-in name or a path) with its nested training set of
     `set_tokens` tokens, starting from the pretraining checkpoint nearest `pretrain_flops`
     (default: the largest). Pretrains first if needed."""
-    return get(method).specialize(domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
-                                  progress=progress, **options)
+    m = get(method)
+    checks.set_size(set_tokens, get_scale(scale).context)
+    if pretrain_flops is not None:
+        checks.positive(pretrain_flops, "--pretrain-flops")
+    return m.specialize(domain, set_tokens, scale, seed=checks.seed(seed), pretrain_flops=pretrain_flops,
+                        progress=progress, **options)
 
 
 # Run order. SLM-d comes before the LLM: it fine-tunes the teacher keeping its weights, a row the

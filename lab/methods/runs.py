@@ -11,7 +11,6 @@ writes them under `<scale dir>/checkpoints/finetuned/`, named by the run's cache
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from .. import checks
 from ..device import device_name, pick_device
 from ..nn import costs
 from ..nn.checkpoints import load_model, read_meta, save_model
@@ -120,5 +120,4 @@ def _ppl(loss: float | None) -> float | None:
 
 
 def file_hash(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()[:16]
+    return checks.sha256(path)[:16]

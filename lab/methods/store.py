@@ -5,20 +5,28 @@ timeout, and every write is one short transaction on its own connection, so
 several processes (notebooks, command-line runs) can write at once and a fork
 never inherits an open connection. `cached_run` makes a run whose config and
 data hashes already have a row return that row instead of training again.
+
+A store in a folder this process cannot write (a shared or archived copy of a
+study) is opened read-only: cached rows read as usual, and a run that would
+need a new row is refused before it starts. sqlite's errors about the file
+itself (damaged, unwritable, locked for too long) are LabErrors naming it.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
 import json
+import math
+import os
 import sqlite3
 import subprocess
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -153,18 +161,65 @@ class Merged(NamedTuple):
 class ResultStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise LabError(f"cannot create the folder of the results store {self.path} ({e}); "
+                           "point LAB_DATA at a writable folder") from None
+        self.read_only = not os.access(self.path.parent, os.W_OK) or (
+            self.path.exists() and not os.access(self.path, os.W_OK))
+        if self.read_only:
+            if not self.path.exists():
+                raise LabError(f"{self.path.parent} is not writable and holds no results store; make it "
+                               "writable or point LAB_DATA at a writable folder")
+            return
         # Switching a new database to WAL ignores the busy timeout, so two processes
         # opening it at the same moment retry here instead.
         deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
+        with self._errors():
+            while True:
+                try:
+                    self._create_schema()
+                    break
+                except sqlite3.OperationalError as e:
+                    if "locked" not in str(e) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (sqlite3.DatabaseError, pd.errors.DatabaseError) as e:
+            raise LabError(self._explain(e)) from None
+
+    def _explain(self, e: Exception) -> str:
+        """What sqlite's error `e` (or pandas' wrapping of it) means for the user, in one line."""
+        if isinstance(e, pd.errors.DatabaseError) and e.__cause__ is not None:
+            e = e.__cause__
+        if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+            return (f"{self.path} stayed locked by another process for over {BUSY_TIMEOUT_S:.0f} s ({e}); "
+                    "run again when that process is done")
+        if isinstance(e, sqlite3.OperationalError):
+            return (f"{self.path} cannot be read or written ({e}): check that it and its folder are writable "
+                    "and the disk has space, or point LAB_DATA at a writable copy")
+        return (f"{self.path} is damaged or not a results store ({e}): move it aside and run again to start a "
+                "new one (runs are then computed again), or restore a copy; `python -m lab results merge` "
+                "copies in the rows of a readable copy")
+
+    @contextlib.contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        with self._errors():
+            db = self._connect()
             try:
-                self._create_schema()
-                break
-            except sqlite3.OperationalError as e:
-                if "locked" not in str(e) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+                yield db
+            finally:
+                db.close()
+
+    def check_writable(self) -> None:
+        if self.read_only:
+            raise LabError(f"{self.path} is read-only here (it or its folder cannot be written), so no result "
+                           "can be stored; make it writable or point LAB_DATA at a writable copy")
 
     def _create_schema(self) -> None:
         db = self._connect()
@@ -188,37 +243,54 @@ class ResultStore:
         return cls(scale_dir(scale) / "results.sqlite")
 
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            return self._connect_read_only()
         db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
         db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         return db
 
+    def _connect_read_only(self) -> sqlite3.Connection:
+        uri = self.path.resolve().as_uri()
+        db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master")
+            return db
+        except sqlite3.OperationalError:
+            # A WAL database opens read-only only beside its shared-memory file, which
+            # this folder cannot hold; no writer is running then (it would have made
+            # that file), so the database is immutable while we read it.
+            db.close()
+            return sqlite3.connect(f"{uri}?immutable=1", uri=True, isolation_level=None)
+
     def add(self, *, cache_key: str | None = None, extra: Mapping[str, Any] | None = None, **fields) -> int:
         """Insert a row; returns its id. Fields that are not columns go into `extra`. With a
-        `cache_key` already present, inserts nothing and returns the existing row's id."""
+        `cache_key` already present, inserts nothing and returns the existing row's id. A
+        perplexity that is not finite (a run that diverged) is refused: it would read as a result."""
+        self.check_writable()
+        for name in ("ppl_before", "ppl_after"):
+            value = fields.get(name)
+            if value is not None and not math.isfinite(value):
+                raise LabError(f"{fields.get('method')} on {fields.get('domain')}: {name} is {value}, not a "
+                               "finite perplexity (the run diverged); nothing was stored, so running it again "
+                               "retries it")
         extra = {**(extra or {}), **{k: fields.pop(k) for k in list(fields) if k not in COLUMNS}}
         fields.setdefault("code_version", code_version())
         fields["extra"] = json.dumps(extra, sort_keys=True, default=_jsonable)
         fields = {k: v.item() if isinstance(v, np.generic) else v for k, v in fields.items()}
         names = ["created", "cache_key", *fields]
-        db = self._connect()
-        try:
+        with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             cur = db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
                              f"VALUES ({', '.join('?' * len(names))})", [time.time(), cache_key, *fields.values()])
             row_id = cur.lastrowid if cur.rowcount else \
                 db.execute("SELECT id FROM results WHERE cache_key = ?", [cache_key]).fetchone()[0]
             db.execute("COMMIT")
-        finally:
-            db.close()
         return row_id
 
     def get(self, cache_key: str) -> ResultRow | None:
-        db = self._connect()
-        try:
+        with self._db() as db:
             db.row_factory = sqlite3.Row
             row = db.execute("SELECT * FROM results WHERE cache_key = ?", [cache_key]).fetchone()
-        finally:
-            db.close()
         if row is None:
             return None
         out = dict(row)
@@ -248,27 +320,22 @@ class ResultStore:
         # Rows without a key are not results a study reuses; ids are this store's own.
         records = [r for r in (dict(zip(names, row)) for row in rows) if r["cache_key"] is not None]
         names = [n for n in names if n != "id"]
-        db = self._connect()
-        try:
+        self.check_writable()
+        with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             added = 0
             for r in records:
                 added += db.execute(f"INSERT OR IGNORE INTO results ({', '.join(names)}) "
                                     f"VALUES ({', '.join('?' * len(names))})", [r[n] for n in names]).rowcount
             db.execute("COMMIT")
-        finally:
-            db.close()
         extras = [json.loads(r.get("extra") or "{}") for r in records]
         return Merged(added, len(records) - added,
                       sorted({e["checkpoint_path"] for e in extras if e.get("checkpoint_path")}))
 
     def load(self) -> pd.DataFrame:
         """All rows, oldest first; `extra` parsed into dicts."""
-        db = self._connect()
-        try:
+        with self._db() as db:
             df = pd.read_sql_query("SELECT * FROM results ORDER BY id", db)
-        finally:
-            db.close()
         df["extra"] = [json.loads(e or "{}") for e in df["extra"]]
         return df
 
@@ -308,6 +375,7 @@ def cached_run(store: ResultStore, key: Mapping[str, Any], fn: Callable[[], Mapp
     row = store.get(cache_key)
     if row is not None:
         return dataclasses.replace(row, cached=True)
+    store.check_writable()  # before the run spends its compute, not after
     result = dict(fn())
     columns = {k: v.name if isinstance(v, Scale) else v for k, v in key.items() if k in COLUMNS and k != "extra"}
     store.add(cache_key=cache_key, **{**columns, **result, "config_hash": config_hash, "data_hash": data_hash})

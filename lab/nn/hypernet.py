@@ -37,12 +37,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_model as load_safetensors
 
 from ..errors import LabError
 from . import costs
-from .checkpoints import read_meta
-from .model import GPT, CausalSelfAttention, GPTConfig, param_count_formula
+from .checkpoints import load_weights, read_meta
+from .model import GPT, CausalSelfAttention, GPTConfig, cross_entropy, param_count_formula
 
 
 @dataclass(frozen=True)
@@ -211,7 +210,7 @@ class HyperGPT(nn.Module):
         logits = self.lm_head(self.ln_f(x[torch.argsort(order)]))  # back to the batch's order
         if targets is None:
             return logits, None
-        return logits, F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return logits, cross_entropy(logits, targets)
 
     def train_flops(self, n_tokens: int, n_steps: int = 1) -> float:
         return self.config.train_flops(n_tokens, n_steps)
@@ -262,5 +261,5 @@ def load_hypernet(path: str | Path, device: torch.device | str = "cpu") -> Hyper
     if "n_experts" not in meta["model_config"]:
         raise LabError(f"{path} holds a plain model, not a hyper-network; read it with lab.nn.checkpoints.load_model")
     model = HyperGPT(HyperConfig(**meta["model_config"]))
-    load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
+    load_weights(model, path, meta, device)
     return model.to(device)

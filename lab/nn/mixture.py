@@ -30,11 +30,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import load_model as load_safetensors
 
 from ..errors import LabError
-from .checkpoints import read_meta, save_model
-from .model import GPT, GPTConfig
+from .checkpoints import WEIGHTS, load_weights, read_meta, save_model, verified
+from .model import GPT, GPTConfig, cross_entropy
 
 
 class BatchedLinear(nn.Module):
@@ -196,7 +195,7 @@ class BatchedGPT(nn.Module):
     @staticmethod
     def expert_losses(logits: Sequence[torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
         """Mean next-token loss of each expert, [k], from its logits [B T, V] and targets [B, k, T]."""
-        return torch.stack([F.cross_entropy(out.float(), targets[:, e].reshape(-1)) for e, out in enumerate(logits)])
+        return torch.stack([cross_entropy(out, targets[:, e]) for e, out in enumerate(logits)])
 
     @torch.no_grad()
     def clip_grad_norm_(self, max_norm: float) -> torch.Tensor:
@@ -212,7 +211,7 @@ class BatchedGPT(nn.Module):
 def experts_in(path: str | Path) -> int:
     """Number of experts in a mixture checkpoint, read from its weights' shapes."""
     meta = read_meta(path)
-    with safe_open(str(Path(path) / "model.safetensors"), "pt") as f:
+    with safe_open(str(verified(path, WEIGHTS, meta)), "pt") as f:
         rows = f.get_slice("wte.weight").get_shape()[0]
     return rows // meta["model_config"]["vocab_size"]
 
@@ -221,7 +220,7 @@ def load_mixture(path: str | Path, device: torch.device | str = "cpu") -> Batche
     """The mixture of a checkpoint folder written by `pretrain_mixture`."""
     meta = read_meta(path)
     model = BatchedGPT(GPTConfig(**meta["model_config"]), experts_in(path), init=False)
-    load_safetensors(model, str(Path(path) / "model.safetensors"), device=str(device))
+    load_weights(model, path, meta, device)
     return model.to(device)
 
 

@@ -43,6 +43,37 @@ class GPTConfig:
             raise LabError(f"d_model={self.d_model} is not divisible by n_head={self.n_head}")
 
 
+class _SoftmaxCrossEntropy(torch.autograd.Function):
+    """Mean cross-entropy whose gradient, softmax minus the one-hot targets, is formed in the
+    forward pass from the log-softmax in place: the backward pass then neither zero-fills a
+    gradient the size of the logits nor reads two such tensors. Over a 4,096-word vocabulary
+    these are the largest tensors of a small model's step."""
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(len(targets), device=logits.device)
+        grad = torch.log_softmax(logits, dim=-1)
+        loss = -grad[rows, targets].mean()
+        grad.exp_()
+        grad[rows, targets] -= 1.0
+        ctx.save_for_backward(grad)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad_loss: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return grad.mul_(grad_loss / len(grad)), None
+
+
+def cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean next-token loss of logits [..., V] (in fp32) against targets [...]; equal to
+    `F.cross_entropy`, faster to train through (`_SoftmaxCrossEntropy`)."""
+    logits, targets = logits.float().flatten(0, -2), targets.flatten()
+    if not logits.requires_grad:
+        return F.cross_entropy(logits, targets)
+    return _SoftmaxCrossEntropy.apply(logits, targets)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, cfg: GPTConfig):
         super().__init__()
@@ -120,7 +151,7 @@ class GPT(nn.Module):
         logits = self.lm_head(self.ln_f(x))
         if targets is None:
             return logits, None
-        return logits, F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+        return logits, cross_entropy(logits, targets)
 
     @torch.no_grad()
     def generate(self, idx: torch.Tensor, n_new: int, temperature: float = 1.0,

@@ -194,9 +194,11 @@ def domain_sets_grid(results: pd.DataFrame):
     return g.figure
 
 
-def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | None, feasible: pd.DataFrame):
+def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | None, feasible: pd.DataFrame,
+                  cheapest: dict | None = None):
     """Macro perplexity against total cost for the explorer's N domains and set size: every measured
-    point, those within the budgets in full colour, the recommended one starred."""
+    point, those within the budgets in full colour, the recommended one starred; with `cheapest`
+    (`lab.analysis.decisions.cheapest`), its perplexity bound dotted and its point ringed."""
     n, size = budgets["n_domains"], budgets["set_tokens"]
     p = points[points["set_tokens"] == size]
     p = p.assign(total=p["pretrain_flops"] + n * p["specialize_flops"])
@@ -211,7 +213,12 @@ def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | No
         ax.scatter(g["total"][ok], g["ppl_after"][ok], color=colors[method], s=40, label=method)
     if recommendation:
         ax.scatter([recommendation["total_flops"]], [recommendation["ppl"]], marker="*", s=350, color="gold",
-                   edgecolor="black", zorder=5, label=f"recommended: {recommendation['method']}")
+                   edgecolor="black", zorder=5, label=f"lowest perplexity: {recommendation['method']}")
+    if cheapest:
+        ax.axhline(cheapest["ppl_limit"], color="0.4", ls=":", lw=1,
+                   label=f"within {100 * cheapest['tolerance']:g}% of the lowest")
+        ax.scatter([cheapest["total_flops"]], [cheapest["ppl"]], marker="o", s=220, facecolor="none",
+                   edgecolor="black", lw=1.5, zorder=6, label=f"cheapest within it: {cheapest['method']}")
     _log_axes(ax)
     ax.set_xlabel(f"total cost for {n} domain{'s' if n > 1 else ''}: pretraining + {n} x specialization (FLOPs)")
     ax.set_ylabel("macro test perplexity")

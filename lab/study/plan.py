@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Sequence
 
+from .. import checks
 from ..data.corpus import load_corpus
 from ..errors import LabError
 from ..methods import METHODS
@@ -58,6 +59,10 @@ def make_plan(scale: str | Scale, methods_: Sequence[str] | None = None, domains
     methods that take it (`Method.options`).
     """
     scale = get_scale(scale)
+    checks.seed(seed)
+    for flag, sizes in (("--set-sizes", set_sizes), ("--curve-sets", curve_sets), ("--is-sets", is_sets)):
+        for n in sizes or ():
+            checks.set_size(n, scale.context, flag)
     known = {o.name for m in METHODS.values() for o in m.options if o.study}
     unknown = sorted(k for k, v in options.items() if k not in known and v is not None)
     if unknown:

@@ -5,13 +5,17 @@ Notebooks 07 and 08, the findings and the budget explorer need this alone: they 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from ..data.corpus import corpus_dir
+from ..errors import LabError
 from ..methods import METHODS
 from ..methods.store import ResultRow, load_results
+from ..scales import SCALES
 from ..training.evaluate import macro_perplexity
 from .run import read_manifest
 
@@ -126,3 +130,49 @@ def macro_points(results: pd.DataFrame) -> pd.DataFrame:
                         "ppl_before": macro_perplexity(g["ppl_before"]),
                         "ppl_after": macro_perplexity(g["ppl_after"]), "n_domains": len(g)})
     return pd.DataFrame(out, columns=cols).sort_values(["method", "set_tokens", "pretrain_flops"], ignore_index=True)
+
+
+# A scale with results is the one a reader ran: the largest first, since tiny is the smoke test.
+PREFERENCE = ("paper", "default", "tiny")
+
+
+def has_corpus(scale: str) -> bool:
+    return (corpus_dir(scale) / "manifest.json").exists()
+
+
+def has_study(scale: str) -> bool:
+    """Whether the scale's study has finished at least one specialization step (what notebooks 07 and 08 read)."""
+    return any(s.get("status") == "done" and s.get("phase") == "specialize"
+               for s in read_manifest(scale)["steps"].values())
+
+
+def find_scale(scale: str = "", needs: str = "study") -> str:
+    """The scale a notebook works at: `scale` when given (papermill passes it), else `$LAB_SCALE`, else
+    the largest scale that has what the notebook reads, a study with results (`needs="study"`,
+    notebooks 07 and 08) or a built corpus (`needs="corpus"`, 00-06). When none has, the error says
+    what each scale has and what to run."""
+    if needs not in ("study", "corpus"):
+        raise ValueError(f"needs={needs!r}: 'study' or 'corpus'")
+    if scale:
+        if scale not in SCALES:
+            raise LabError(f"scale={scale!r} is not a scale: choose one of {', '.join(SCALES)} "
+                           "(or leave it empty to use the scale that has results)")
+        return scale
+    chosen = os.environ.get("LAB_SCALE", "")
+    if chosen:
+        if chosen not in SCALES:
+            raise LabError(f"LAB_SCALE={chosen!r} is not a scale: set it to one of {', '.join(SCALES)}, "
+                           "or unset it to use the scale that has results")
+        return chosen
+    has = has_study if needs == "study" else has_corpus
+    for s in PREFERENCE:
+        if has(s):
+            return s
+    state = "; ".join(f"{s}: " + ("study results" if has_study(s) else "corpus built, no study results"
+                                  if has_corpus(s) else "nothing built") for s in SCALES)
+    built = next((s for s in PREFERENCE if has_corpus(s)), None)
+    todo = (f"`python -m lab study --scale {built}`" if needs == "study" and built else
+            "`python -m lab data build --scale tiny` then `python -m lab study --scale tiny`" if needs == "study"
+            else "`python -m lab data build --scale tiny`")
+    raise LabError(f"no scale has {'study results' if needs == 'study' else 'a built corpus'} yet ({state}): run "
+                   f"{todo}, or name a scale in the notebook's parameters cell or in LAB_SCALE")

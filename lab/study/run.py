@@ -7,7 +7,9 @@ disk), so a killed study started again skips what is done and continues the
 pretraining run that was interrupted. The study also keeps a manifest,
 `<scale dir>/study/manifest.json`, naming the result row of each finished step:
 notebooks 07 and 08 read the study's rows from the results store through it
-(`lab.study.results`).
+(`lab.study.results`). Several studies may run on one scale at once (one
+process per domain on a GPU machine): each merges only its own entries into
+the manifest, under a lock beside it (`update_manifest`), so none loses another's.
 
 Failures. A step that fails is reported; a bug (anything but a `LabError`)
 skips the method's remaining steps and those of the methods that need its
@@ -21,6 +23,7 @@ measurement, at the method's quiet-machine prior (`Method.seconds_per_flop`).
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import math
 import time
@@ -53,7 +56,27 @@ def read_manifest(scale: str) -> dict:
     path = manifest_path(scale)
     if not path.exists():
         return {"scale": str(scale), "steps": {}, "pretrain": {}, "methods": {}, "plan": {}}
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise LabError(f"{path} is damaged ({e}); delete it and run `python -m lab study --scale {scale}` "
+                       "with the same options again: its steps are cached, so it only writes the manifest "
+                       "anew") from None
+
+
+def update_manifest(scale: str, changes: dict[str, dict]) -> dict:
+    """Merge `changes` (section -> entries: "steps", "pretrain", "methods", "plan") into the
+    manifest on disk and return the merged manifest. The lock makes the read, merge and
+    write of one process whole, so studies side by side each keep the other's entries."""
+    path = manifest_path(scale)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        manifest = read_manifest(scale)
+        for section, entries in changes.items():
+            manifest.setdefault(section, {}).update(entries)
+        atomic.write_json(path, manifest)
+    return manifest
 
 
 # -- time estimates ---------------------------------------------------------------
@@ -142,12 +165,11 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
             log(line)
         return report
 
-    manifest["plan"] = {"methods": plan.methods, "domains": plan.domains, "set_sizes": plan.set_sizes,
-                        "curve_sets": plan.curve_sets, "is_sets": plan.is_sets, "fractions": plan.fractions,
-                        "seed": seed, "options": plan.options}
-    for m in plan.methods:
-        manifest["methods"][m] = {"status": "running"}
-    _save(scale, manifest)
+    manifest = update_manifest(scale, {
+        "plan": {"methods": plan.methods, "domains": plan.domains, "set_sizes": plan.set_sizes,
+                 "curve_sets": plan.curve_sets, "is_sets": plan.is_sets, "fractions": plan.fractions,
+                 "seed": seed, "options": plan.options},
+        "methods": {m: {"status": "running"} for m in plan.methods}})
 
     failed_methods: dict[str, str] = {}
     t_start = time.perf_counter()
@@ -169,28 +191,26 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
         except Exception as e:  # a broken method must not stop the others' steps
             error = f"{type(e).__name__}: {e}"
             report.failed[step.id] = error
-            manifest["steps"][step.id] = {**_step_fields(step), "status": "failed", "error": error}
             if not isinstance(e, LabError):  # a bug: the method's other steps would fail alike
                 failed_methods[step.method] = error
             log(f"[{i}/{n}] {step.describe()}: FAILED: {error}")
             if not isinstance(e, LabError):
                 log("".join(traceback.format_exception(e)[-3:]).rstrip())
-            _save(scale, manifest)
+            manifest = update_manifest(scale, {"steps": {step.id: {**_step_fields(step), "status": "failed",
+                                                                   "error": error}}})
             bar.update()
             continue
-        if step.phase == "pretrain":
-            manifest["pretrain"][step.method] = entry.pop("rows")
+        changes = {"pretrain": {step.method: entry.pop("rows")}} if step.phase == "pretrain" else {}
         cached = entry["cached"]
         prev = manifest["steps"].get(step.id, {})
         # A cached step keeps the entry of the run that computed it: its measured time feeds the estimates.
         keep = cached and prev.get("status") == "done" and prev.get("cache_key") == entry.get("cache_key")
-        manifest["steps"][step.id] = prev if keep else entry
+        manifest = update_manifest(scale, {**changes, "steps": {step.id: prev if keep else entry}})
         if cached:
             report.cached += 1
         else:
             report.done += 1
             rates.observe(step.rate_key, entry["seconds"], step.flops)
-        _save(scale, manifest)
         left = sum(rates.seconds(s) for s in plan.steps[i:]
                    if s.method not in failed_methods and manifest["steps"].get(s.id, {}).get("status") != "done")
         elapsed = time.perf_counter() - t_start
@@ -202,6 +222,7 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
     bar.close()
 
     report.seconds = time.perf_counter() - t_start
+    statuses = {}
     for m in plan.methods:
         if m in failed_methods:
             status = {"status": "failed", "reason": failed_methods[m]}
@@ -209,9 +230,9 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
             errors = [e for sid, e in report.failed.items() if sid.startswith(f"{m}|")]
             status = {"status": "partial", "reason": f"{len(errors)} step(s) failed: {errors[0]}"} if errors \
                 else {"status": "done"}
-        manifest["methods"][m] = status
+        statuses[m] = status
         report.methods[m] = status["status"] + (f": {status['reason']}" if "reason" in status else "")
-    _save(scale, manifest)
+    update_manifest(scale, {"methods": statuses})
     log(f"study ({scale}): {report.done} steps run, {report.cached} cached, {len(report.failed)} failed, "
         f"{report.skipped} skipped, in {_duration(report.seconds)}")
     for m, s in report.methods.items():
@@ -247,10 +268,6 @@ def _run_step(step: Step, plan: Plan) -> dict:
     return {**_step_fields(step), "status": "done", "cached": bool(row["cached"]),
             "seconds": time.perf_counter() - t0, "summary": summary, "cache_key": row["cache_key"],
             "row_id": row["id"]}
-
-
-def _save(scale: str, manifest: dict) -> None:
-    atomic.write_json(manifest_path(scale), manifest)
 
 
 def _duration(seconds: float) -> str:

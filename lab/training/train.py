@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 import random
 import time
 from collections import defaultdict
@@ -39,21 +40,20 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_model as load_safetensors
-from safetensors.torch import save_model as save_safetensors
 from tqdm.auto import tqdm
 
-from .. import atomic
+from .. import atomic, checks
 from ..data.tokens import BatchSampler
 from ..device import autocast, autocast_dtype, device_name, pick_device
 from ..errors import LabError
 from ..nn import costs
-from ..nn.checkpoints import read_meta
+from ..nn.checkpoints import load_weights, read_meta, rebuild_advice, save_weights, verified
 from ..nn.model import GPT, GPTConfig, model_config
 from ..progress import hidden
 from ..scales import Scale, get_scale
 from .evaluate import Eval, evaluate
 
+STATE = "state.pt"
 LossFn = Callable[..., torch.Tensor]
 """`loss_fn(model, x, y, *route)`: `route` is whatever else the sampler's batch holds (expert ids)."""
 EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
@@ -321,8 +321,9 @@ class Trainer:
         """Write a checkpoint folder atomically; extra keyword arguments go into meta.json."""
         path = Path(path)
         with atomic.atomic_dir(path) as tmp:
-            save_safetensors(self.model, str(tmp / "model.safetensors"))
-            torch.save({"optimizer": self.optimizer.state_dict(), "rng": _rng_state()}, tmp / "state.pt")
+            files = save_weights(self.model, tmp)
+            torch.save({"optimizer": self.optimizer.state_dict(), "rng": _rng_state()}, tmp / STATE)
+            files[STATE] = checks.file_record(tmp / STATE)
             atomic.write_json(tmp / "meta.json", {
                 "model_config": asdict(self.model.config),
                 "train_config": asdict(self.config),
@@ -330,7 +331,7 @@ class Trainer:
                 "decay": self.decay, "run_flops": self.run_flops, "run_seconds": self.run_seconds,
                 "sampler": self.sampler.state_dict(), "loss": _finite_or_none(self.loss),
                 "valid_loss": _finite_or_none(self.valid_loss), "device": device_name(self.device),
-                "precision": self.precision,
+                "precision": self.precision, "files": files,
                 **meta,
             })
         self.last_checkpoint = path
@@ -340,9 +341,14 @@ class Trainer:
         """Restore a checkpoint written by `save` so that training continues exactly; returns its meta."""
         path = Path(path)
         meta = read_meta(path)
-        load_safetensors(self.model, str(path / "model.safetensors"), device=str(self.device))
+        load_weights(self.model, path, meta, self.device)
         # RNG states must stay CPU byte tensors; the optimizer moves its own state to the parameters.
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(verified(path, STATE, meta), map_location="cpu", weights_only=True)
+        except (RuntimeError, EOFError, KeyError, OSError, pickle.UnpicklingError) as e:
+            # What torch.load raises on a damaged file that no record caught (a folder written before them).
+            raise LabError(f"{path / STATE} is not readable ({type(e).__name__}: {e}); "
+                           f"{rebuild_advice(path)}") from None
         self.optimizer.load_state_dict(state["optimizer"])
         _set_rng_state(state["rng"])
         self.sampler.load_state_dict(meta["sampler"])

@@ -1,4 +1,5 @@
-"""The budget explorer of notebook 08: sliders on `lab.analysis.decisions.recommend` (ipywidgets).
+"""The budget explorer of notebook 08: sliders on `lab.analysis.decisions.recommend` and
+`cheapest` (ipywidgets), in JupyterLab or as a web app (`python -m lab explore`, Voilà).
 
 Its callbacks only filter the study's cached points, so they answer at once, and
 without a live front-end (papermill) the notebook shows its initial state as a
@@ -6,6 +7,8 @@ static figure.
 """
 from __future__ import annotations
 
+import html
+import io
 import math
 
 import pandas as pd
@@ -14,18 +17,24 @@ from ..analysis import decisions
 from ..errors import LabError
 
 
+# One description width for every slider, so that their tracks line up.
+STYLE = {"description_width": "300px"}
+WIDTH = "720px"
+
+
 class BudgetExplorer:
-    """Sliders for the five budgets; the plot and the recommendation follow them.
+    """Sliders for the five budgets and the perplexity tolerance; the plot and the recommendation
+    follow them.
 
     `sliders` holds the ipywidgets ("pretrain", "spec", "inference", "set_tokens",
-    "n_domains"); setting a slider's `value` updates `recommendation` and
-    `summary` at once (tests do exactly that). `widget()` is the interactive view,
-    `figure()` the static one.
+    "n_domains", "tolerance" in percent); setting a slider's `value` updates
+    `recommendation`, `cheapest` and `summary` at once (tests do exactly that).
+    `widget()` is the interactive view, `figure()` the static one.
     """
 
     def __init__(self, points: pd.DataFrame, *, pretrain_budget: float | None = None,
                  spec_budget: float | None = None, inference_budget: float | None = None,
-                 set_tokens: int | None = None, n_domains: int = 1):
+                 set_tokens: int | None = None, n_domains: int = 1, tolerance: float = decisions.TOLERANCE):
         import ipywidgets as w
 
         if points.empty:
@@ -39,22 +48,27 @@ class BudgetExplorer:
             value = hi if value is None else min(max(value, lo), hi)
             return w.FloatLogSlider(value=value, base=10, min=math.log10(lo), max=math.log10(hi), step=0.05,
                                     description=desc, readout_format=".2e", continuous_update=True,
-                                    style={"description_width": "initial"}, layout=w.Layout(width="520px"))
+                                    style=STYLE, layout=w.Layout(width=WIDTH))
 
+        tolerance = decisions.check_tolerance(tolerance)
         self.sliders = {
             "pretrain": log_slider("pretrain", "pretrain", pretrain_budget, "pretraining budget (FLOPs)"),
             "spec": log_slider("spec", "spec", spec_budget, "specialization budget, all domains (FLOPs)"),
             "inference": log_slider("inference", "inference", inference_budget, "inference budget (FLOPs/token)"),
             "set_tokens": w.SelectionSlider(options=[(f"{n:,}", n) for n in sizes],
                                             value=set_tokens if set_tokens in sizes else sizes[0],
-                                            description="in-domain set (tokens)",
-                                            style={"description_width": "initial"}),
+                                            description="in-domain text per domain (tokens)",
+                                            style=STYLE, layout=w.Layout(width=WIDTH)),
             "n_domains": w.IntSlider(value=n_domains, min=1, max=100, description="domains",
-                                     style={"description_width": "initial"}),
+                                     style=STYLE, layout=w.Layout(width=WIDTH)),
+            "tolerance": w.FloatSlider(value=100 * tolerance, min=0, max=max(20.0, 100 * tolerance), step=0.5,
+                                       description="perplexity tolerance (%)",
+                                       readout_format=".1f", style=STYLE, layout=w.Layout(width=WIDTH)),
         }
         self.output = w.Output()
         self.label = w.HTML()
         self.recommendation: dict | None = None
+        self.cheapest: dict | None = None
         self._shown = False  # redraw into `output` only once the widget is on screen
         for s in self.sliders.values():
             s.observe(lambda change: self.update(), names="value")
@@ -67,30 +81,37 @@ class BudgetExplorer:
                 "inference_budget": s["inference"].value, "set_tokens": s["set_tokens"].value,
                 "n_domains": s["n_domains"].value}
 
+    @property
+    def tolerance(self) -> float:
+        """The tolerance slider as a share (0.02 for 2%)."""
+        return self.sliders["tolerance"].value / 100
+
     def update(self) -> None:
         """Recompute the recommendation from the cached points and redraw (no training)."""
         self.recommendation = decisions.recommend(self.points, **self.budgets)
-        self.label.value = f"<b>{self.summary}</b>"
+        self.cheapest = decisions.cheapest(self.points, tolerance=self.tolerance, **self.budgets)
+        self.label.value = "".join(f"<p>{html.escape(line)}</p>" for line in self.lines)
         if self._shown:
             import matplotlib.pyplot as plt
-            from IPython.display import display
+            from IPython.display import Image, display
 
+            fig = self.figure()
+            # A PNG of its own, so the view draws whatever matplotlib backend the kernel has.
+            png = io.BytesIO()
+            fig.savefig(png, format="png", bbox_inches="tight")
+            plt.close(fig)
             self.output.clear_output(wait=True)
             with self.output:
-                fig = self.figure()
-                display(fig)
-                plt.close(fig)
+                display(Image(data=png.getvalue()))
+
+    @property
+    def lines(self) -> list[str]:
+        """The recommendation in words (`lab.analysis.decisions.explain`)."""
+        return decisions.explain(self.recommendation, self.cheapest, tolerance=self.tolerance)
 
     @property
     def summary(self) -> str:
-        r, b = self.recommendation, self.budgets
-        if r is None:
-            return (f"No measured method fits these budgets for {b['n_domains']} domain(s) at "
-                    f"{b['set_tokens']:,} tokens: raise one of them.")
-        return (f"Recommended: {r['method']} (budget share {r['fraction']:g}): expected perplexity {r['ppl']:.2f}, "
-                f"total cost {r['total_flops']:.3g} FLOPs for {r['n_domains']} domain(s) "
-                f"(pretraining {r['pretrain_flops']:.3g} + {r['n_domains']} x {r['specialize_flops']:.3g}), "
-                f"inference {r['inference_flops_per_token']:.3g} FLOPs/token")
+        return "\n".join(self.lines)
 
     def feasible(self) -> pd.DataFrame:
         return decisions.feasible(self.points, **self.budgets)
@@ -98,7 +119,7 @@ class BudgetExplorer:
     def figure(self):
         from ..plots.budgets import explorer_view
 
-        return explorer_view(self.points, self.budgets, self.recommendation, self.feasible())
+        return explorer_view(self.points, self.budgets, self.recommendation, self.feasible(), self.cheapest)
 
     def widget(self):
         """The interactive view: sliders, the recommendation, the plot."""
