@@ -84,10 +84,18 @@ class Scale:
     """Expert counts of the hyper-network ablation (the paper's Figure 7), at the scale's bank size."""
     importance_k: int
     """SLM-is's clusters (the paper used 1024)."""
+    importance_budget: float = 0.25
+    """SLM-is's default specialization budget (training on the resampled stream), as a share of the
+    SLM's largest pretraining FLOPs: the paper's SLM-is gets 130 of the SLM's 530 GPU-hours."""
+    importance_sets: tuple[int, ...] | None = None
+    """The study's set sizes SLM-is trains on (indices into `set_tokens`; None: the curve sets).
+    The paper's decision rule (finding 8) is about the middle and large sets."""
     curve_sets: tuple[int, ...] = (0,)
     """The study's set sizes specialized from every checkpoint (indices into `set_tokens`)."""
     curve_fractions: tuple[float, ...] | None = None
     """The checkpoint shares those curves use (None: every checkpoint)."""
+    study_domains: tuple[str, ...] | None = None
+    """The domains the study and the notebooks cover unless told (None: every domain of the corpus)."""
     generic_share: float = 0.3
     """Share of each domain source's documents given to the generic corpus."""
     tokenizer_sample_chars: int = 40_000_000
@@ -130,6 +138,7 @@ SCALES: dict[str, Scale] = {
         finetune=FinetuneRecipe(batch_size=8, eval_tokens=32_768, min_steps=200, lr_share=0.01),
         cluster_ks=(4, 8, 16, 64, 256), mixture_experts=4, mixture_ablation=(4, 8, 16),
         hypernet=(16, 8, 8), hypernet_ablation=(4, 8, 16, 64), importance_k=16,
+        importance_sets=(0, 1, 2),
     ),
     "paper": Scale(
         name="paper", vocab_size=32_768, context=1024,
@@ -144,6 +153,7 @@ SCALES: dict[str, Scale] = {
         finetune=FinetuneRecipe(batch_size=64, eval_tokens=1_048_576, min_steps=200, lr_share=0.01),
         cluster_ks=(4, 16, 32, 64, 256, 1024), mixture_experts=16, mixture_ablation=(4, 16, 64),
         hypernet=(32, 16, 16), hypernet_ablation=(4, 16, 32, 64, 256), importance_k=1024,
+        importance_sets=(0, 1, 2),
     ),
 }
 

@@ -35,7 +35,9 @@ def test_plan_orders_and_prices_the_steps(tiny_corpus):
     budget = train_config("slm", "tiny").pretrain_flops
     for s in spec:
         assert s.flops > 0, s.id
-        if s.method not in ("slm-nopt",):
+        if s.method == "slm-is":  # a quarter of the SLM's budget, as the paper's SLM-is
+            assert math.isclose(s.budget, s.fraction * 0.25 * budget), s.id
+        elif s.method != "slm-nopt":
             assert math.isclose(s.budget, s.fraction * budget), s.id
     assert len({s.id for s in steps}) == len(steps)
     # SLM-is's full budget trains its run; the smaller shares only fine-tune.
@@ -209,7 +211,7 @@ def _synthetic(mix_gain=(3.0, 1.0), generic=None, with_is=True) -> study.StudyRe
             entropy=True)
         add("llm", n, lambda d: b - 15, 70.0, 1e12, 4e10, 4e5)
         add("slm-d", n, lambda d: b + 1, 100.0, 2e12, 5e10, 1e5)
-        if with_is and n == 2_000:
+        if with_is:
             add("slm-is", n, lambda d: b - 8, 80.0, 0.0, 2e12, 1e5)
             add("slm-is", n, lambda d: b + 20, 120.0, 0.0, 1.3e11, 1e5, fraction=0.0625)
     results = pd.DataFrame(rows)
@@ -273,3 +275,19 @@ def test_macro_points_and_table8():
     assert t8.loc[(2_000, "slm")].tolist() == pytest.approx([70.0, 60.0])
     assert t8.loc[(2_000, "slm-is")].tolist() == pytest.approx([52.0, 52.0])  # flat: no pretraining
     assert math.isnan(t8.loc[(2_000, "slm-d")].iloc[0])  # its pretraining includes the teacher's
+
+
+def test_finding_3_also_reads_the_measured_seconds():
+    from lab.analysis.findings import _at_equal_seconds
+
+    rows = []
+    for m, secs, ppls in (("slm", (10, 20), (100, 70)), ("llm", (15, 60), (90, 45)),
+                          ("slm-mix", (12, 24), (95, 60)), ("slm-hn", (13, 26), (97, 65))):
+        rows += [{"method": m, "seconds": s, "generic_ppl": p, "device": "cpu (test)"} for s, p in zip(secs, ppls)]
+    pre = pd.DataFrame(rows)
+    timed = _at_equal_seconds(pre, ["llm", "slm-mix", "slm-hn", "slm"])
+    assert timed["seconds"] == 20 and timed["device"] == "cpu (test)"
+    assert timed["generic_ppl"]["slm"] == 70
+    assert 45 < timed["generic_ppl"]["llm"] < 90  # the LLM has not reached its budget by then
+    pre.loc[pre["method"] == "llm", "device"] = "cuda (another)"
+    assert _at_equal_seconds(pre, ["llm", "slm"]) is None  # seconds of two devices do not compare

@@ -171,8 +171,38 @@ def finding3(d: _Data) -> Finding:
     ppl = [last[m]["generic_ppl"] for m in order]
     f.status = HOLDS if all(a < b for a, b in zip(ppl, ppl[1:])) else FAILS
     ranked = sorted(order, key=lambda m: last[m]["generic_ppl"])
-    f.detail = "Measured: " + " < ".join(f"{m} {last[m]['generic_ppl']:.1f}" for m in ranked) + "."
+    f.detail = "At equal FLOPs: " + " < ".join(f"{m} {last[m]['generic_ppl']:.1f}" for m in ranked) + "."
+    timed = _at_equal_seconds(pre, order)
+    if timed:
+        f.numbers["at_equal_seconds"] = timed
+        ranked = sorted(timed["generic_ppl"], key=timed["generic_ppl"].get)
+        f.detail += (f" At the SLM's measured time ({timed['seconds']:.3g} s on {timed['device']}): "
+                     + " < ".join(f"{m} {timed['generic_ppl'][m]:.1f}" for m in ranked) + ".")
     return f
+
+
+def _at_equal_seconds(pre: pd.DataFrame, methods: list[str]) -> dict | None:
+    """Each method's generic perplexity at the seconds the SLM's largest budget took, interpolated in
+    log-log between its checkpoints (None where a method's run does not reach that time, or where the
+    runs were timed on different devices, whose seconds do not compare)."""
+    if "seconds" not in pre or pre["seconds"].isna().any():
+        return None
+    devices = set(pre.loc[pre["method"].isin(methods), "device"].dropna())
+    if len(devices) != 1:
+        return None
+    target = float(pre.loc[pre["method"] == "slm", "seconds"].max())
+    out = {}
+    for m in methods:
+        g = pre[pre["method"] == m].sort_values("seconds")
+        if g.empty or not g["seconds"].min() <= target <= g["seconds"].max():
+            return None
+        out[m] = _r(float(np.exp(np.interp(np.log(target), np.log(g["seconds"]), np.log(g["generic_ppl"])))))
+    return {"seconds": target, "device": devices.pop(), "generic_ppl": out}
+
+
+PAPER_FINDING4 = {"smallest_set": "0.7-1 points", "largest_set": "0.1-0.2 points",
+                  "at": "at 400 GPU-hours of pretraining"}
+"""The paper's gains of SLM-mix and SLM-hn over the SLM after fine-tuning, printed beside the lab's."""
 
 
 def finding4(d: _Data) -> Finding:
@@ -200,8 +230,11 @@ def finding4(d: _Data) -> Finding:
         ok &= bool(values) and all(v > 0 for v in values) and (len(values) < 2 or values[-1] < values[0])
         parts.append(f"{m} gains " + " / ".join(f"{v:+.2f}" for v in values))
     f.status = HOLDS if ok and len(d.set_sizes) >= 2 else FAILS if not ok else NOT_MEASURED
+    f.numbers["paper"] = PAPER_FINDING4
     f.detail = "Perplexity points over the SLM, by set size " + \
-        "/".join(f"{n:,}" for n in d.set_sizes) + ": " + "; ".join(parts) + "."
+        "/".join(f"{n:,}" for n in d.set_sizes) + ": " + "; ".join(parts) + \
+        f" (the paper: {PAPER_FINDING4['smallest_set']} at its smallest set, {PAPER_FINDING4['largest_set']} at " \
+        f"its largest, {PAPER_FINDING4['at']})."
     return f
 
 
@@ -349,15 +382,36 @@ def finding8(d: _Data) -> Finding:
 
     f = Finding(8, "Decision rule: large inference budget -> large model; small inference budget and large "
                    "specialization budget -> importance sampling; both small -> hyper-network or mixture.",
-                "the explorer's best method under the budgets (largest pretraining, one domain, the set SLM-is ran "
-                "on) is the LLM with an LLM-sized inference budget and every specialization affordable, SLM-is with "
-                "an SLM-sized inference budget and SLM-is's specialization affordable, and SLM-hn or SLM-mix with "
-                "an SLM-sized inference budget and only a fine-tuning affordable")
+                "on the middle and large sets (the paper's rule is about large budgets; on its smallest set its "
+                "own SLM-is matches the LLM), the explorer's best method under the budgets (largest pretraining, "
+                "one domain) is the LLM with an LLM-sized inference budget and every specialization affordable, "
+                "SLM-is with an SLM-sized inference budget and SLM-is's specialization affordable, and SLM-hn or "
+                "SLM-mix with an SLM-sized inference budget and only a fine-tuning affordable")
     rivals = [m for m in ("slm-hn", "slm-mix") if d.has(m)]
     f.missing = d.missing("llm", "slm-is") + ([] if rivals else ["slm-hn", "slm-mix"])
     if f.missing:
         return f
-    n = min(int(x) for x in d.points.loc[d.points["method"] == "slm-is", "set_tokens"])
+    is_sets = sorted({int(x) for x in d.points.loc[d.points["method"] == "slm-is", "set_tokens"]})
+    judged = [n for n in is_sets if n > min(d.set_sizes)]
+    ok = True
+    for n in is_sets:
+        verdict = _decision_rule(d, n, rivals, recommend)
+        f.numbers[str(n)] = verdict
+        if n in judged:
+            ok &= all(v["best"] in v["expected"] for v in verdict.values())
+    if not judged:
+        f.missing = ["slm-is on the middle or large set"]
+        f.detail = (f"SLM-is ran on the smallest set only ({is_sets[0]:,} tokens), where the paper's rule does not "
+                    "apply: run the study with `--is-sets` covering the larger sets.")
+        return f
+    f.status = HOLDS if ok else FAILS
+    f.detail = " ".join(f"Set {n}: " + "; ".join(f"{k}: {v['best']} ({v['ppl']})" for k, v in f.numbers[str(n)].items())
+                        + ("." if int(n) in judged else " (smallest set, not judged).") for n in f.numbers)
+    return f
+
+
+def _decision_rule(d: _Data, n: int, rivals: list[str], recommend) -> dict:
+    """The explorer's best method in the rule's three budget cells at set size `n`."""
     pts = d.points[d.points["set_tokens"] == n]
     small_inf = float(pts.loc[pts["method"] == "slm", "inference_flops_per_token"].max()
                       if d.has("slm") else pts.loc[pts["method"].isin(rivals), "inference_flops_per_token"].max())
@@ -370,16 +424,12 @@ def finding8(d: _Data) -> Finding:
     cells = {"large inference": (large_inf, large_spec, {"llm"}),
              "small inference, large specialization": (small_inf, large_spec, {"slm-is"}),
              "small inference, small specialization": (small_inf, small_spec, set(rivals))}
-    ok = True
+    out = {}
     for name, (inf, spec, expected) in cells.items():
         r = recommend(d.points, pretrain_budget=pretrain, spec_budget=spec, inference_budget=inf, set_tokens=n)
-        got = r["method"] if r else None
-        f.numbers[name] = {"inference_budget": inf, "spec_budget": spec, "best": got,
-                           "ppl": _r(r["ppl"]) if r else None, "expected": sorted(expected)}
-        ok &= got in expected
-    f.status = HOLDS if ok else FAILS
-    f.detail = "; ".join(f"{k}: {v['best']} ({v['ppl']})" for k, v in f.numbers.items()) + "."
-    return f
+        out[name] = {"inference_budget": inf, "spec_budget": spec, "best": r["method"] if r else None,
+                     "ppl": _r(r["ppl"]) if r else None, "expected": sorted(expected)}
+    return out
 
 
 FINDINGS = (finding1, finding2, finding3, finding4, finding5, finding6, finding7, finding8)

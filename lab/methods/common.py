@@ -24,7 +24,7 @@ def checkpoint_rows(paths: list[Path]) -> list[dict]:
     for path in paths:
         meta = read_meta(path)
         rows.append({"checkpoint": str(path), "pretrain_flops": meta["flops"], "pretrain_tokens": meta["tokens"],
-                     "valid_loss": meta.get("valid_loss"), "seconds": meta["seconds"]})
+                     "valid_loss": meta.get("valid_loss"), "seconds": meta["seconds"], "device": meta.get("device")})
     return rows
 
 

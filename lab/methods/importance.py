@@ -7,8 +7,8 @@ Recipe (the paper's section 3.3):
 2. draw generic windows with probability p_domain(c) / p_generic(c), c the
    window's cluster (`lab.training.importance`), so the clusters of what the model
    reads follow the domain's while the text stays plentiful;
-3. train an SLM from scratch on that stream for `spec_flops`
-   (default: the SLM's own pretraining budget, as in the paper);
+3. train an SLM from scratch on that stream for `spec_flops` (default: a quarter
+   of the SLM's pretraining budget, the paper's 130 of 530 GPU-hours; `Scale.importance_budget`);
 4. fine-tune it on the domain set like every other method.
 
 Nothing is shared between domains, so *all* of it is specialization cost:
@@ -160,11 +160,17 @@ def run_dir(rs: Resampling, scale: str, seed: int) -> Path:
     return scale_dir(scale) / "checkpoints" / f"slm-is-{name}-{rs.set_tokens}-k{rs.k}-{rs.weights}-{key[:10]}"
 
 
+def default_spec_flops(scale: str | Scale) -> float:
+    """SLM-is's specialization budget unless one is given: the scale's share of the SLM's largest
+    pretraining budget (`Scale.importance_budget`, the paper's 0.25)."""
+    return get_scale(scale).importance_budget * train_config("slm", scale).pretrain_flops
+
+
 def spec_budgets(scale: str, spec_flops: float | None) -> list[float]:
     """The run's checkpoint budgets: the SLM's checkpoint fractions of `spec_flops`
-    (default: the SLM's pretraining budget)."""
+    (default: `default_spec_flops`)."""
     tc = train_config("slm", scale)
-    spec_flops = tc.pretrain_flops if spec_flops is None else float(spec_flops)
+    spec_flops = default_spec_flops(scale) if spec_flops is None else float(spec_flops)
     if not spec_flops > 0:
         raise LabError(f"spec_flops must be a positive number of FLOPs, got {spec_flops}")
     return [f * spec_flops for f in tc.checkpoint_fractions]
@@ -288,7 +294,7 @@ class ImportanceSampling(Method):
 
     def steps(self, layout: Layout) -> list[Step]:
         opts = self.study_options(layout.options)
-        spec = float(opts.pop("spec_flops", train_config("slm", layout.scale).pretrain_flops))
+        spec = float(opts.pop("spec_flops", default_spec_flops(layout.scale)))
         steps = []
         for n in layout.is_sets:
             for f in sorted(layout.fractions, reverse=True):

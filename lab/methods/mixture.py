@@ -100,7 +100,7 @@ def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True, e
         extra = row["extra"]
         rows.append({"checkpoint": str(path), "pretrain_flops": row["pretrain_flops"],
                      "pretrain_tokens": row["pretrain_tokens"], "valid_loss": extra["valid_loss"],
-                     "seconds": row["seconds"], "experts": k,
+                     "seconds": row["seconds"], "device": row["device"], "experts": k,
                      **{name: extra[name] for name in ("expert_windows", "expert_tokens", "expert_epochs",
                                                        "expert_valid_loss", "expert_valid_tokens")}})
     return rows

@@ -52,7 +52,7 @@ def make_plan(scale: str | Scale, methods_: Sequence[str] | None = None, domains
               **options) -> Plan:
     """The steps of a study, in run order, each priced in FLOPs.
 
-    Defaults: every registered method, every domain of the scale's corpus, its
+    Defaults: every registered method, the scale's study domains among its corpus's, its
     three set sizes; `curve_sets` (specialized from every checkpoint share in
     `fractions`) and the shares themselves the scale's; `is_sets` (where SLM-is
     trains) the curve sets. `options` are method options, each given to the
@@ -73,14 +73,19 @@ def make_plan(scale: str | Scale, methods_: Sequence[str] | None = None, domains
         raise LabError(f"unknown method(s) {', '.join(bad)}: choose among {', '.join(METHODS)}")
     chosen = [m for m in METHODS if m in chosen]
     corpus = load_corpus(scale)
-    domains = list(domains) if domains else list(corpus.domains)
+    domains = list(domains) if domains else corpus.study_domains
     for d in domains:
         if d not in corpus.domains:
             raise LabError(f"unknown domain {d!r}: choose among {', '.join(corpus.domains)}")
     set_sizes = sorted(int(n) for n in (set_sizes or scale.set_tokens))
     curve_sets = sorted(int(n) for n in curve_sets) if curve_sets is not None else \
         [set_sizes[i] for i in scale.curve_sets if i < len(set_sizes)]
-    is_sets = sorted(int(n) for n in is_sets) if is_sets is not None else list(curve_sets)
+    if is_sets is not None:
+        is_sets = sorted(int(n) for n in is_sets)
+    elif scale.importance_sets is not None:
+        is_sets = [set_sizes[i] for i in scale.importance_sets if i < len(set_sizes)]
+    else:
+        is_sets = list(curve_sets)
     for name, sizes in (("curve_sets", curve_sets), ("is_sets", is_sets)):
         if not set(sizes) <= set(set_sizes):
             raise LabError(f"{name}={sizes}: each must be one of the study's set sizes {set_sizes}")

@@ -32,7 +32,8 @@ class StudyResults:
     """One row per specialization step: method, domain, set_tokens, fraction, budget, the
     reported costs and perplexities, and a few method fields (entropy of the domain's histogram, ...)."""
     pretrain: pd.DataFrame
-    """One row per pretraining checkpoint: method, fraction, pretrain_flops, pretrain_tokens, valid_loss, generic_ppl."""
+    """One row per pretraining checkpoint: method, fraction, pretrain_flops, pretrain_tokens, valid_loss, generic_ppl,
+    and the measured seconds of the run up to it on its device (the paper's cost axis is device time)."""
     methods: dict[str, str]
     """Method -> "done", "partial: ...", "failed: ...", "incomplete ..." or "not run"."""
     plan: dict
@@ -93,9 +94,10 @@ def load_study(scale: str) -> StudyResults:
             loss = r.get("valid_loss")
             pre.append({"method": method, "fraction": r["pretrain_flops"] / top, "pretrain_flops": r["pretrain_flops"],
                         "pretrain_tokens": r["pretrain_tokens"], "valid_loss": loss,
-                        "generic_ppl": math.exp(loss) if loss is not None else np.nan})
+                        "generic_ppl": math.exp(loss) if loss is not None else np.nan,
+                        "seconds": r.get("seconds"), "device": r.get("device")})
     pretrain = pd.DataFrame(pre, columns=["method", "fraction", "pretrain_flops", "pretrain_tokens", "valid_loss",
-                                          "generic_ppl"])
+                                          "generic_ppl", "seconds", "device"])
     status = {}
     for m in METHODS:
         s = manifest.get("methods", {}).get(m)
