@@ -8,7 +8,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import time
+from pathlib import Path
 
 from . import checks
 from .errors import LabError
@@ -95,8 +98,6 @@ def cmd_specialize(args) -> int:
 
 
 def cmd_cluster(args) -> int:
-    import time
-
     from .data.cluster import cluster_corpus
     from .data.corpus import load_corpus
 
@@ -141,14 +142,18 @@ def cmd_domain_histogram(args) -> int:
 def cmd_notebooks(args) -> int:
     from .notebooks import run_notebooks
 
-    for r in run_notebooks(args.scale, args.out, args.only or None, cell_timeout=args.cell_timeout):
-        print(f"  {r['notebook']:<32} {r['seconds']:>7.1f} s  -> {r['output']}")
+    t0 = time.perf_counter()
+    done = run_notebooks(args.scale, args.out, args.only or None, cell_timeout=args.cell_timeout,
+                         log=lambda line: print(f"notebooks ({args.scale}): {line}", flush=True))
+    out = Path(done[0]["output"]).parent
+    findings = [r["output"] for r in done if r["notebook"].startswith("07_")]
+    print(f"notebooks ({args.scale}): {len(done)} run in {time.perf_counter() - t0:.0f} s; figures and metrics in "
+          f"{out}" + (f"; the findings are in {findings[0]}" if findings else ""))
     return 0
 
 
 def cmd_explore(args) -> int:
     import importlib.util
-    import os
 
     from .notebooks import APP_SKIP_TAG, NOTEBOOKS
     from .study import has_study
@@ -310,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "store (cached: a second run resumes)")
     _add_common(p)
     p.add_argument("--methods", nargs="*", choices=list(METHODS), help="default: every method")
-    p.add_argument("--domains", nargs="*", help="default: every domain of the scale's corpus")
+    p.add_argument("--domains", nargs="*", help="default: the scale's study domains (every domain but at tiny)")
     p.add_argument("--set-sizes", nargs="*", type=int, help="in-domain set sizes (tokens); default: the scale's three")
     p.add_argument("--curve-sets", nargs="*", type=int,
                    help="set sizes specialized from every pretraining checkpoint (default: the smallest)")
@@ -344,6 +349,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if not sys.stderr.isatty():
+        # Bars redrawn with carriage returns are debris in a log file; the lines the commands print say
+        # the same. Set before the parser imports tqdm (it reads the variable then), and inherited by
+        # notebook kernels, so their saved outputs carry no bars either.
+        os.environ.setdefault("TQDM_DISABLE", "1")
     args = build_parser().parse_args(argv)
     if hasattr(args, "scale"):
         args.scale = get_scale(args.scale)  # resolved once, passed down

@@ -1,6 +1,6 @@
 """Every per-scale number of the lab, resolved once into a `Scale` that is passed down.
 
-`tiny` runs in seconds (tests, CI), `default` is the embedded default for a
+`tiny` is a smoke scale of minutes (tests, CI), `default` is the embedded default for a
 laptop CPU, `paper` follows the paper's shapes and reads c4 and the Pile from
 the Hugging Face hub. A `Scale` holds the data (corpus, vocabulary, context,
 in-domain set sizes), the model shapes, the pretraining and fine-tuning
@@ -124,6 +124,8 @@ SCALES: dict[str, Scale] = {
         hypernet=(4, 4, 4), hypernet_ablation=(4, 16), importance_k=4,
         # The tests keep three of the five checkpoints on the curves.
         curve_fractions=(1 / 16, 1 / 4, 1.0),
+        # Two domains (those the tests study) keep `SCALE=tiny bash scripts/main.sh` a smoke run of minutes.
+        study_domains=("code", "legal"),
     ),
     "default": Scale(
         name="default", vocab_size=4096, context=128,

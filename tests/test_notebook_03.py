@@ -2,7 +2,19 @@
 import json
 import math
 
+import pytest
+
+from lab.analysis.importance import notebook_sets
+from lab.errors import LabError
 from lab.notebooks import run_notebooks
+
+
+def test_notebook_03_sets_are_the_scales_unless_given():
+    assert notebook_sets("tiny") == ([2_000, 16_000], 16_000)
+    assert notebook_sets("default") == ([8_000, 64_000], 64_000)
+    assert notebook_sets("tiny", "2000", 0) == ([2_000], 2_000)
+    with pytest.raises(LabError, match="set_sizes='2k'"):
+        notebook_sets("tiny", "2k")
 
 
 def test_notebook_03_importance_sampling(tiny_corpus, tmp_path):

@@ -47,6 +47,8 @@ def test_plan_orders_and_prices_the_steps(tiny_corpus):
     layout = methods.base.Layout(plan.scale, tuple(plan.methods), tuple(plan.domains), tuple(plan.set_sizes),
                                  tuple(plan.curve_sets), tuple(plan.is_sets), tuple(plan.fractions))
     assert all(s.flops == methods.METHODS[s.method].price(s, layout) for s in spec)
+    # Unless told, a study covers the scale's study domains: two at tiny, a smoke run.
+    assert study.make_plan("tiny").domains == ["code", "legal"]
 
 
 def test_plan_rejects_mistakes(tiny_corpus):

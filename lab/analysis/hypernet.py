@@ -79,7 +79,7 @@ def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: fl
     if not 0 < fraction <= 1:
         raise LabError(f"fraction={fraction}: give a share of the pretraining budget in (0, 1]")
     corpus = load_corpus(scale)
-    domains = parse_list(domains, str) or corpus.domains
+    domains = parse_list(domains, str) or corpus.study_domains
     budget = fraction * train_config("slm", scale).pretrain_flops
     slm = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress, budget_flops=[budget]), budget)
     tests = {d: corpus.tokens(d, "test") for d in domains}
@@ -103,13 +103,13 @@ def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: fl
 def compare_instantiation(scale: str, set_tokens: int = 0, domains: str | Sequence[str] = "", *,
                           experts: int | None = None, with_slm: bool = True, seed: int = 0,
                           progress: bool = True) -> pd.DataFrame:
-    """Top-cluster against histogram instantiation on every domain, before and after fine-tuning,
-    with each domain's histogram entropy (and the fine-tuned SLM for reference): one row per
-    (domain, method). `set_tokens` 0 means `histogram_set(scale)`."""
+    """Top-cluster against histogram instantiation on each domain (default: the corpus's
+    `study_domains`), before and after fine-tuning, with each domain's histogram entropy (and the
+    fine-tuned SLM for reference): one row per (domain, method). `set_tokens` 0 means `histogram_set(scale)`."""
     corpus = load_corpus(scale)
     set_tokens = set_tokens or histogram_set(scale)
     rows = []
-    for domain in parse_list(domains, str) or corpus.domains:
+    for domain in parse_list(domains, str) or corpus.study_domains:
         found = {f"slm-hn ({how})": methods.specialize("slm-hn", domain, set_tokens, scale, seed=seed,
                                                        progress=progress, experts=experts, instantiate=how)
                  for how in INSTANTIATIONS}

@@ -6,12 +6,27 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .. import methods
+from ..errors import LabError
 from ..methods.importance import curve
+from ..scales import get_scale
 
 
 FIELDS = ("k", "weights", "is_flops", "is_tokens", "finetune_flops", "is_valid_loss", "effective_windows",
           "effective_epochs", "top_cluster", "top_share", "uncovered_share", "sparse")
 """SLM-is's own fields, next to the reported ones, in the tables below."""
+
+
+def notebook_sets(scale: str, set_sizes: str = "", ablation_set: int = 0) -> tuple[list[int], int]:
+    """Notebook 03's set sizes (comma-separated tokens; empty: the scale's two smallest, as the
+    largest set's runs cost the most and the study covers it) and the set of its ablation (0: the
+    largest of those)."""
+    try:
+        sizes = [int(n) for n in set_sizes.split(",") if n.strip()]
+    except ValueError:
+        raise LabError(f"set_sizes={set_sizes!r}: give comma-separated numbers of tokens, e.g. "
+                       "\"2000,16000\", or leave it empty for the scale's") from None
+    sizes = sizes or sorted(get_scale(scale).set_tokens)[:2]
+    return sizes, ablation_set or max(sizes)
 
 
 def flat(row: dict) -> dict:

@@ -106,14 +106,14 @@ def routing_table(row: dict) -> pd.DataFrame:
 def compare_selection(scale: str, set_tokens: int = 0, domains: str | Sequence[str] = "", *,
                       experts: int | None = None, with_slm: bool = True, seed: int = 0,
                       progress: bool = True) -> pd.DataFrame:
-    """The three selection rules on every domain (the paper's Table 5), and the fine-tuned SLM
-    for reference: one row per (domain, rule). `set_tokens` 0 means the scale's smallest set."""
+    """The three selection rules on each domain (the paper's Table 5; default: the corpus's
+    `study_domains`), and the fine-tuned SLM for reference: one row per (domain, rule). `set_tokens` 0 means the scale's smallest set."""
     corpus = load_corpus(scale)
     set_tokens = set_tokens or min(corpus.scale.set_tokens)
     if isinstance(domains, str):
         domains = [d for d in domains.replace(" ", "").split(",") if d]
     rows = []
-    for domain in domains or corpus.domains:
+    for domain in domains or corpus.study_domains:
         for rule in SELECTIONS:
             r = methods.specialize("slm-mix", domain, set_tokens, scale, seed=seed, progress=progress,
                                    experts=experts, selection=rule)

@@ -311,6 +311,13 @@ class Corpus:
         self._tokenizer: Tokenizer | None = None
 
     @property
+    def study_domains(self) -> list[str]:
+        """The domains the study and the notebooks cover unless told: the scale's choice among those
+        built, or every domain when it names none of them (a corpus built without those sources)."""
+        chosen = self.scale.study_domains or ()
+        return [d for d in self.domains if d in chosen] or list(self.domains)
+
+    @property
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
             tok = Tokenizer.load(self.root / "tokenizer.json")

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.colors import ListedColormap
-from matplotlib.patches import Patch
-from matplotlib.ticker import NullFormatter
 import pandas as pd
 import seaborn as sns
+from matplotlib.colors import ListedColormap
+from matplotlib.patches import Patch
 
-from . import perplexity_yaxis
+from . import count_axis, flops_axis, flops_label, method_name, named, perplexity_yaxis
 
-METHOD_ORDER = ("slm", "slm-generic", "slm-nopt", "llm", "slm-d", "slm-is", "slm-mix", "slm-hn")
+# Paper names (`method_name`): the frames are renamed before drawing, so legends read as the paper does.
+METHOD_ORDER = tuple(map(method_name, ("slm", "slm-generic", "slm-nopt", "llm", "slm-d", "slm-is", "slm-mix",
+                                       "slm-hn")))
+NOPT = method_name("slm-nopt")
+SET = "in-domain set (tokens)"
 
 
 def palette(methods) -> dict:
@@ -38,11 +41,9 @@ def _flat_lines(ax, flat: pd.DataFrame, y: str, colors: dict) -> None:
 
 
 def _log_axes(*axes) -> None:
-    """Log-log axes: costs labelled at powers of ten only (minor labels crowd), perplexities in plain numbers."""
     for ax in axes:
-        ax.set_xscale("log")
+        flops_axis(ax)
         perplexity_yaxis(ax)
-        ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def _empty(ax, text: str) -> None:
@@ -57,6 +58,7 @@ def generic_curves(pretrain: pd.DataFrame):
     if pretrain.empty:
         _empty(ax, "no pretraining results: run the study")
         return fig
+    pretrain = named(pretrain)
     colors = palette(pretrain["method"].unique())
     sns.lineplot(data=pretrain, x="pretrain_flops", y="generic_ppl", hue="method", hue_order=_order(pretrain["method"]),
                  palette=colors, marker="o", ax=ax)
@@ -70,31 +72,59 @@ def generic_curves(pretrain: pd.DataFrame):
 
 def domain_curves(points: pd.DataFrame):
     """Macro domain perplexity against pretraining FLOPs: before fine-tuning, then after it for each set
-    size (one panel each). Methods measured at one budget only show as single points."""
+    size (one panel each). Methods measured at one budget only show as single points, on an axis of their
+    own; the after panels share their perplexity axis, so the sets compare at a glance."""
     sizes = sorted(points["set_tokens"].unique()) if len(points) else []
-    # Shared x: the larger sets hold only the full-budget points, which alone span less than a decade.
-    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(4.2 * (len(sizes) + 1), 4.2), sharex=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, len(sizes) + 1, figsize=(4.2 * (len(sizes) + 1), 4.2), squeeze=False)
     axes = axes[0]
     if not sizes:
         _empty(axes[0], "no specialization results: run the study")
         return fig
+    points = named(points)
     colors = palette(points["method"].unique())
-    panels = [("ppl_before", sizes[0], f"before fine-tuning (set {sizes[0]:,})")] + \
+    panels = [("ppl_before", sizes[0], f"before fine-tuning (set {sizes[0]:,} tokens)")] + \
              [("ppl_after", n, f"after fine-tuning on {n:,} tokens") for n in sizes]
+    drawn = []
     for ax, (y, n, title) in zip(axes, panels):
         p = points[points["set_tokens"] == n]
         if y == "ppl_before":
-            p = p[~p["method"].isin(["slm-nopt"])]  # a random initialisation
-        shared = p[p["pretrain_flops"] > 0]
+            p = p[p["method"] != NOPT]  # a random initialisation
+        shared, flat = p[p["pretrain_flops"] > 0], p[p["pretrain_flops"] == 0]
         sns.lineplot(data=shared, x="pretrain_flops", y=y, hue="method", hue_order=_order(shared["method"]),
-                     palette=colors, marker="o", ax=ax, legend=ax is axes[-1])
-        _flat_lines(ax, p[p["pretrain_flops"] == 0], y, colors)
+                     palette=colors, marker="o", ax=ax)
+        _flat_lines(ax, flat, y, colors)
         _log_axes(ax)
         ax.set_xlabel("pretraining cost (FLOPs)")
-        ax.set_ylabel("macro test perplexity")
+        ax.set_ylabel("macro test perplexity" if ax is axes[0] else "")
         ax.set_title(title)
-    handles, labels = [], []
+        # SLM-nopt, trained on the set alone, sits far above the rest: it would squash every curve.
+        drawn.append((ax, pd.concat([shared[y], flat.loc[flat["method"] != NOPT, y]]), flat[[y, "method"]]))
+        # Single points otherwise sit on the panel's edge.
+        ax.set_xlim(shared["pretrain_flops"].min() / 1.3, shared["pretrain_flops"].max() * 1.3)
+    _focus(drawn[:1])
+    _focus(drawn[1:])
+    _figure_legend(fig, axes)
+    fig.tight_layout()
+    return fig
+
+
+def _focus(drawn) -> None:
+    """One perplexity range for the (axes, values kept in view, flat lines) of `drawn`, padded; a flat
+    line above it is named at the panel's top."""
+    values = pd.concat([v for _, v, _ in drawn])
+    lo, hi = values.min() / 1.08, values.max() * 1.08
+    for ax, _, flat in drawn:
+        ax.set_ylim(lo, hi)
+        y = flat.columns[0]
+        for i, (method, g) in enumerate(flat[flat[y] > hi].groupby("method")):
+            ax.annotate(f"{method}: {g[y].min():.0f} (above the axis)", (0.98, 0.98 - 0.07 * i),
+                        xycoords="axes fraction", ha="right", va="top", fontsize=9, color=palette([method])[method])
+
+
+def _figure_legend(fig, axes, handles=(), labels=()) -> None:
+    """One legend for the figure, right of the panels: `handles` then every label once, whichever panel
+    drew it."""
+    handles, labels = list(handles), list(labels)
     for ax in axes:
         for h, l in zip(*ax.get_legend_handles_labels()):
             if l not in labels:
@@ -103,8 +133,6 @@ def domain_curves(points: pd.DataFrame):
         if ax.get_legend():
             ax.get_legend().remove()
     fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
-    fig.tight_layout()
-    return fig
 
 
 def total_cost(points: pd.DataFrame, set_tokens: int, counts=(1, 7, 50),
@@ -113,7 +141,7 @@ def total_cost(points: pd.DataFrame, set_tokens: int, counts=(1, 7, 50),
     (pretraining + N x specialization), one panel per N."""
     fig, axes = plt.subplots(1, len(counts), figsize=(4.3 * len(counts), 4.0), sharey=True, squeeze=False)
     axes = axes[0]
-    p = points[(points["set_tokens"] == set_tokens) & points["method"].isin(methods)]
+    p = named(points[(points["set_tokens"] == set_tokens) & points["method"].isin(methods)])
     colors = palette(p["method"].unique())
     for ax, n in zip(axes, counts):
         if p.empty:
@@ -135,22 +163,28 @@ def finetune_cost(points: pd.DataFrame):
     """Specialization FLOPs per domain (fine-tuning up to its best step; SLM-is's resampled training too)
     against pretraining FLOPs, per method and set size."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    p = points[(points["specialize_flops"] > 0)]
+    p = named(points[(points["specialize_flops"] > 0)])
     if p.empty:
         _empty(ax, "no specialization results")
         return fig
     colors = palette(p["method"].unique())
-    shared = p[p["pretrain_flops"] > 0]
-    sns.lineplot(data=shared, x="pretrain_flops", y="specialize_flops", hue="method",
-                 hue_order=_order(shared["method"]), style="set_tokens", palette=colors, marker="o", ax=ax)
-    for (method, n), g in p[p["pretrain_flops"] == 0].groupby(["method", "set_tokens"]):
-        ax.axhline(g["specialize_flops"].max(), color=colors[method], ls="--", lw=1,
-                   label=f"{method} {n:,} (no pretraining)")
-    _log_axes(ax)
+    sets = {n: f"{n:,}" for n in sorted(p["set_tokens"].unique())}
+    shared = p[p["pretrain_flops"] > 0].assign(**{SET: lambda d: d["set_tokens"].map(sets)})
+    sns.lineplot(data=shared, x="pretrain_flops", y="specialize_flops", hue="method", hue_order=_order(shared["method"]),
+                 style=SET, style_order=list(sets.values()), palette=colors, marker="o", ax=ax)
+    for method, g in p[p["pretrain_flops"] == 0].groupby("method"):
+        ax.plot([], [], color=colors[method], ls="--", lw=1, label=f"{method} (no pretraining), each set")
+        per_set = g.groupby("set_tokens")["specialize_flops"].max()
+        for value, sets_at in per_set.groupby(per_set):  # sets of one cost share a line and a label
+            ax.axhline(value, color=colors[method], ls="--", lw=1)
+            ax.annotate(", ".join(f"{n:,}" for n in sets_at.index), (1.01, value), xycoords=("axes fraction", "data"), va="center", fontsize=7,
+                        color=colors[method])
+    flops_axis(ax, "x")
+    flops_axis(ax, "y")
     ax.set_xlabel("pretraining cost (FLOPs)")
     ax.set_ylabel("specialization cost per domain (FLOPs)")
     ax.set_title("Fine-tuning cost against pretraining cost")
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
+    ax.legend(loc="center left", bbox_to_anchor=(1.08, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -162,16 +196,25 @@ def domain_grid(results: pd.DataFrame, set_tokens: int):
         fig, ax = plt.subplots()
         _empty(ax, f"no results at {set_tokens:,} tokens")
         return fig
+    r = named(r)
     colors = palette(r["method"].unique())
     shared = r[r["pretrain_flops"] > 0]
     g = sns.relplot(data=shared, x="pretrain_flops", y="ppl_after", hue="method", hue_order=_order(shared["method"]),
                     palette=colors, col="domain", col_wrap=4, kind="line", marker="o", height=2.6, aspect=1.15,
                     facet_kws={"sharey": False})
     for domain, ax in g.axes_dict.items():
-        _flat_lines(ax, r[(r["domain"] == domain) & (r["pretrain_flops"] == 0)], "ppl_after", colors)
+        flat = r[(r["domain"] == domain) & (r["pretrain_flops"] == 0)]
+        _flat_lines(ax, flat, "ppl_after", colors)
         _log_axes(ax)
+        kept = pd.concat([shared.loc[shared["domain"] == domain, "ppl_after"],
+                          flat.loc[flat["method"] != NOPT, "ppl_after"]])
+        _focus([(ax, kept, flat[["ppl_after", "method"]])])
+    handles, labels = list(g.legend.legend_handles), [t.get_text() for t in g.legend.texts]
+    g.legend.remove()
+    _figure_legend(g.figure, g.axes.flat, handles, labels)
     g.set_axis_labels("pretraining cost (FLOPs)", "test perplexity")
-    g.figure.suptitle(f"Per domain, after fine-tuning on {set_tokens:,} tokens (dashed: no pretraining)", y=1.02)
+    g.set_titles("{col_name}")
+    g.figure.suptitle(f"Per domain, after fine-tuning on {set_tokens:,} tokens", y=1.02)
     return g.figure
 
 
@@ -184,12 +227,16 @@ def domain_sets_grid(results: pd.DataFrame):
         fig, ax = plt.subplots()
         _empty(ax, "no results")
         return fig
+    r = named(r)
     colors = palette(r["method"].unique())
     g = sns.relplot(data=r, x="set_tokens", y="ppl_after", hue="method", hue_order=_order(r["method"]),
                     palette=colors, col="domain", col_wrap=4, kind="line", marker="o", height=2.6, aspect=1.15,
                     facet_kws={"sharey": False})
-    _log_axes(*g.axes.flat)
+    for ax in g.axes.flat:
+        count_axis(ax)
+        perplexity_yaxis(ax)
     g.set_axis_labels("in-domain set (tokens)", "test perplexity")
+    g.set_titles("{col_name}")
     g.figure.suptitle("Per domain, at each method's largest budget", y=1.02)
     return g.figure
 
@@ -201,24 +248,25 @@ def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | No
     (`lab.analysis.decisions.cheapest`), its perplexity bound dotted and its point ringed."""
     n, size = budgets["n_domains"], budgets["set_tokens"]
     p = points[points["set_tokens"] == size]
-    p = p.assign(total=p["pretrain_flops"] + n * p["specialize_flops"])
+    p = named(p.assign(total=p["pretrain_flops"] + n * p["specialize_flops"]))
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors = palette(p["method"].unique())
-    keys = set(zip(feasible["method"], feasible["fraction"]))
-    for method, g in p.groupby("method"):
-        g = g.sort_values("total")
+    keys = set(zip(feasible["method"].map(method_name), feasible["fraction"]))
+    for method in _order(p["method"]):
+        g = p[p["method"] == method].sort_values("total")
         ok = np.array([(method, f) in keys for f in g["fraction"]])
         ax.plot(g["total"], g["ppl_after"], color=colors[method], alpha=0.25, lw=1)
         ax.scatter(g["total"][~ok], g["ppl_after"][~ok], color=colors[method], alpha=0.25, s=25)
         ax.scatter(g["total"][ok], g["ppl_after"][ok], color=colors[method], s=40, label=method)
+    ax.scatter([], [], color="0.5", alpha=0.25, s=25, label="outside the budgets (faint)")
     if recommendation:
         ax.scatter([recommendation["total_flops"]], [recommendation["ppl"]], marker="*", s=350, color="gold",
-                   edgecolor="black", zorder=5, label=f"lowest perplexity: {recommendation['method']}")
+                   edgecolor="black", zorder=5, label=f"lowest perplexity: {method_name(recommendation['method'])}")
     if cheapest:
         ax.axhline(cheapest["ppl_limit"], color="0.4", ls=":", lw=1,
                    label=f"within {100 * cheapest['tolerance']:g}% of the lowest")
         ax.scatter([cheapest["total_flops"]], [cheapest["ppl"]], marker="o", s=220, facecolor="none",
-                   edgecolor="black", lw=1.5, zorder=6, label=f"cheapest within it: {cheapest['method']}")
+                   edgecolor="black", lw=1.5, zorder=6, label=f"cheapest within it: {method_name(cheapest['method'])}")
     _log_axes(ax)
     ax.set_xlabel(f"total cost for {n} domain{'s' if n > 1 else ''}: pretraining + {n} x specialization (FLOPs)")
     ax.set_ylabel("macro test perplexity")
@@ -230,12 +278,12 @@ def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | No
 
 def decision_map(dmap: pd.DataFrame, tree=None):
     """The best method on the (inference budget, specialization budget) grid, as a region map; with a
-    fitted `lab.analysis.decisions.Tree`, its rules beside it (the paper's Figure 1, from the data)."""
-    from sklearn.tree import plot_tree
-
-    ncols = 2 if tree is not None else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6.5 * ncols, 4.8), squeeze=False)
+    fitted `lab.analysis.decisions.Tree`, its rules beside it, thresholds in FLOPs (the paper's Figure 1,
+    from the data)."""
+    fig, axes = plt.subplots(1, 2 if tree is not None else 1, figsize=(15 if tree is not None else 7, 5.2),
+                             squeeze=False, gridspec_kw={"width_ratios": [1, 1.5] if tree is not None else [1]})
     ax = axes[0][0]
+    dmap = named(dmap)
     methods = _order(dmap["method"].unique())
     colors = palette(methods)
     colors["none"] = (0.9, 0.9, 0.9)
@@ -246,18 +294,63 @@ def decision_map(dmap: pd.DataFrame, tree=None):
     img = np.vectorize(codes.get)(grid.to_numpy())
     ax.pcolormesh(_edges(infs), _edges(specs), img, cmap=ListedColormap([colors[m] for m in methods]),
                   vmin=-0.5, vmax=len(methods) - 0.5, shading="flat")
-    _log_axes(ax)
+    flops_axis(ax, "x")
+    flops_axis(ax, "y")
+    ax.grid(False)
     ax.set_xlabel("inference budget (FLOPs per token)")
     ax.set_ylabel("specialization budget (FLOPs)")
     ax.set_title("Best method under the budgets")
-    ax.legend(handles=[Patch(color=colors[m], label=m) for m in methods], loc="center left",
-              bbox_to_anchor=(1.0, 0.5), frameon=False)
+    ax.legend(handles=[Patch(color=colors[m], label="nothing fits" if m == "none" else m) for m in methods],
+              loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3, frameon=False)
     if tree is not None:
-        plot_tree(tree.model, feature_names=tree.features, class_names=tree.classes, filled=False, impurity=False,
-                  proportion=True, rounded=True, fontsize=7, ax=axes[0][1])
-        axes[0][1].set_title(f"Decision tree fitted to the map ({tree.accuracy:.0%} of cells)")
+        _draw_tree(axes[0][1], tree, colors)
     fig.tight_layout()
     return fig
+
+
+def _draw_tree(ax, tree, colors: dict) -> None:
+    """`tree` (fitted on log10 budgets) as boxes: each split a question in FLOPs, yes to the left, each
+    leaf the method it picks and the share of the map's cells that reach it."""
+    t = tree.model.tree_
+    questions = {0: "inference budget", 1: "specialization budget"}
+    units = {0: "FLOPs per token", 1: "FLOPs"}
+    total = t.n_node_samples[0]
+    leaves = []
+
+    def place(node: int, depth: int) -> tuple[float, int]:
+        """x of `node` (leaves one unit apart, parents centred over children) and its subtree's depth."""
+        if t.children_left[node] < 0:
+            leaves.append(node)
+            pos[node] = (len(leaves) - 1, depth)
+            return pos[node][0], depth
+        xl, dl = place(t.children_left[node], depth + 1)
+        xr, dr = place(t.children_right[node], depth + 1)
+        pos[node] = ((xl + xr) / 2, depth)
+        return pos[node][0], max(dl, dr)
+
+    pos: dict[int, tuple[float, int]] = {}
+    _, depth = place(0, 0)
+    box = {"boxstyle": "round,pad=0.4", "lw": 1}
+    for node, (x, d) in pos.items():
+        for child, answer in ((t.children_left[node], "yes"), (t.children_right[node], "no")):
+            if child >= 0:
+                cx, cd = pos[child]
+                ax.annotate("", (cx, -cd + 0.22), (x, -d - 0.22),
+                            arrowprops={"arrowstyle": "-|>", "color": "0.4", "lw": 1})
+                ax.text((x + cx) / 2, -(d + cd) / 2, answer, ha="center", va="center", fontsize=9, color="0.3",
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none"})
+        if t.children_left[node] < 0:
+            method = method_name(tree.classes[int(np.argmax(t.value[node]))])
+            ax.text(x, -d, f"{method}\n{t.n_node_samples[node] / total:.0%} of the map", ha="center", va="center",
+                    fontsize=10, bbox={**box, "fc": colors.get(method, "white"), "ec": "0.3"})
+        else:
+            f = int(t.feature[node])
+            ax.text(x, -d, f"{questions[f]}\n\u2264 {flops_label(10 ** t.threshold[node])} {units[f]}?", ha="center",
+                    va="center", fontsize=10, bbox={**box, "fc": "white", "ec": "0.3"})
+    ax.set_xlim(-0.6, len(leaves) - 0.4)
+    ax.set_ylim(-depth - 0.5, 0.5)
+    ax.axis("off")
+    ax.set_title(f"Decision tree fitted to the map (right on {tree.accuracy:.0%} of its cells)")
 
 
 def _edges(centers: list[float]) -> np.ndarray:

@@ -64,6 +64,7 @@ def entropy_by_k(summary: pd.DataFrame, set_tokens: int):
     ax.plot(ks, np.log2(ks), color="grey", linestyle=":", label="uniform (log2 k)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(ks, [str(k) for k in ks])
+    ax.minorticks_off()
     ax.set_xlabel("clusters k")
     ax.set_ylabel("histogram entropy (bits)")
     ax.set_title(f"How spread each domain is over the clusters ({set_tokens:,}-token sets)")

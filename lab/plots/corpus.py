@@ -5,12 +5,15 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
+from . import count_axis
+
 
 def tokens(table: pd.DataFrame):
-    """Tokens per domain and split (log scale: generic dwarfs the domains)."""
+    """Tokens per domain and split (log scale: generic dwarfs the domains; points, as a bar's length means
+    nothing on a log axis)."""
     fig, ax = plt.subplots(figsize=(9, 4))
-    sns.barplot(data=table, x="domain", y="tokens", hue="split", ax=ax)
-    ax.set_yscale("log")
+    sns.pointplot(data=table, x="domain", y="tokens", hue="split", dodge=0.3, linestyle="none", ax=ax)
+    count_axis(ax, "y")
     ax.set_ylabel("tokens (log scale)")
     ax.set_xlabel("domain")
     ax.set_title("Corpus size per domain and split")

@@ -8,9 +8,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from matplotlib.ticker import NullFormatter
 
-from . import perplexity_yaxis
+from . import flops_axis, perplexity_yaxis
 
 LABELS = {"slm": "SLM", "llm": "LLM (reference: 4x the inference cost)", "slm-d": "SLM-d (teacher: largest LLM)",
           "slm-d-teacher": "SLM-d (student: largest SLM, teacher varies)", "slm-mix": "SLM-mix", "slm-hn": "SLM-hn"}
@@ -20,9 +19,7 @@ DASHED = {"llm"}
 
 
 def _log_axes(ax) -> None:
-    """Log axes; perplexities written out in full, FLOPs only at powers of ten."""
-    ax.set_xscale("log")
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    flops_axis(ax)
     perplexity_yaxis(ax)
 
 

@@ -7,14 +7,14 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import perplexity_yaxis
+from . import flops_axis, named, perplexity_yaxis
 
 
 def generic_curves(curves: pd.DataFrame):
     """Generic validation perplexity against pretraining FLOPs, one line per model."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=curves, x="pretrain_flops", y="ppl", hue="method", marker="o", ax=ax)
-    ax.set_xscale("log")
+    sns.lineplot(data=named(curves), x="pretrain_flops", y="ppl", hue="method", marker="o", ax=ax)
+    flops_axis(ax)
     perplexity_yaxis(ax)
     ax.set_xlabel("pretraining cost (FLOPs, weight generation included)")
     ax.set_ylabel("generic validation perplexity")
@@ -36,6 +36,7 @@ def experts_ablation(ablation: pd.DataFrame):
         ax.axhline(slm[column], color="0.4", ls="--", lw=1, label="SLM")
         ax.set_xscale("log", base=2)
         ax.set_xticks(hn["experts"], [str(k) for k in hn["experts"]])
+        ax.minorticks_off()
         ax.set_xlabel("experts (clusters)")
         ax.set_ylabel(label)
         ax.set_title(title, fontsize=10)
@@ -53,9 +54,10 @@ def instantiation(table: pd.DataFrame):
     long = table.melt(id_vars=["domain", "method"], value_vars=["ppl_before", "ppl_after"], var_name="stage",
                       value_name="perplexity")
     long["stage"] = long["stage"].map({"ppl_before": "before fine-tuning", "ppl_after": "after fine-tuning"})
-    g = sns.catplot(data=long, x="domain", y="perplexity", hue="method", col="stage", kind="bar",
+    # Points, not bars: a bar's length means nothing on the log perplexity axis.
+    g = sns.catplot(data=named(long), x="domain", y="perplexity", hue="method", col="stage", kind="point",
                     order=list(order["domain"]), col_order=["before fine-tuning", "after fine-tuning"],
-                    height=4, aspect=1.6, sharey=False)
+                    dodge=0.4, linestyle="none", height=4, aspect=1.6, sharey=False)
     for ax in g.axes.flat:
         perplexity_yaxis(ax)
         ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right", fontsize=8)

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import perplexity_yaxis
+from . import count_axis, flops_axis, flops_label, perplexity_yaxis
 
 
 def _grid(frame: pd.DataFrame, width: float = 4.6, height: float = 3.6):
@@ -44,10 +44,10 @@ def budget_curves(curves: pd.DataFrame, reference: pd.DataFrame):
             ax.plot(c["is_flops"], c["ppl_before"], marker=".", color="tab:red", alpha=0.35,
                     label="SLM-is before fine-tuning" if first else None)
             _reference(ax, reference, domain, n, first)
-            ax.set_xscale("log")
+            flops_axis(ax)
             perplexity_yaxis(ax)
             ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
-            ax.set_xlabel("specialization FLOPs per domain")
+            ax.set_xlabel("specialization cost per domain (FLOPs)")
             ax.set_ylabel("domain test perplexity")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
@@ -69,17 +69,18 @@ def k_ablation(ablation: pd.DataFrame, reference: pd.DataFrame | None = None):
         axes[0].plot([], [], color="grey", linestyle="--", label="SLM, pretrained and fine-tuned")
         axes[0].legend(fontsize=8)
     axes[0].set_ylabel("test perplexity after fine-tuning")
-    axes[0].set_title(f"SLM-is at {df['is_flops'].max():.2g} FLOPs of resampled training")
+    axes[0].set_title(f"SLM-is at {flops_label(df['is_flops'].max())} FLOPs of resampled training")
     sns.lineplot(data=df, x="k", y="effective_windows", hue="setting", marker="o", ax=axes[1], legend=False)
     read = float((df["effective_epochs"] * df["effective_windows"]).max())  # windows the run draws
-    axes[1].axhline(read, color="grey", linestyle=":", linewidth=1)
-    axes[1].annotate("windows the run draws", (df["k"].min(), read), fontsize=8, color="grey", va="bottom")
-    axes[1].set_yscale("log")
+    axes[1].axhline(read, color="grey", linestyle=":", linewidth=1, label="windows the run draws")
+    axes[1].legend(fontsize=8)
+    count_axis(axes[1], "y")
     axes[1].set_ylabel("effective distinct windows (Kish)")
     axes[1].set_title("What the resampled stream is worth")
     for ax in axes:
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(df["k"].unique()), [str(k) for k in sorted(df["k"].unique())])
+        ax.minorticks_off()
         ax.set_xlabel("clusters k behind the importance weights")
     fig.tight_layout()
     return fig
@@ -100,9 +101,10 @@ def top_vs_histogram(curves: pd.DataFrame, reference: pd.DataFrame):
                 ax.plot(c["specialize_flops"], c["ppl_after"], marker="o", color=colours.get(weights),
                         label=labels.get(weights, weights) if first else None)
             _reference(ax, reference, domain, n, first)
-            ax.set_xscale("log")
+            flops_axis(ax)
+            perplexity_yaxis(ax)
             ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
-            ax.set_xlabel("specialization FLOPs per domain")
+            ax.set_xlabel("specialization cost per domain (FLOPs)")
             ax.set_ylabel("test perplexity after fine-tuning")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.ticker import NullFormatter
 import pandas as pd
 import seaborn as sns
 
-from . import perplexity_yaxis
+from . import flops_axis, named, perplexity_yaxis
 
 
 def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
     """Generic validation perplexity against pretraining FLOPs, one curve per method (log-log)."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=curves, x="pretrain_flops", y="ppl", hue="method", style="method", markers=True,
+    sns.lineplot(data=named(curves), x="pretrain_flops", y="ppl", hue="method", style="method", markers=True,
                  dashes=False, ax=ax)
-    ax.set_xscale("log")
+    flops_axis(ax)
     perplexity_yaxis(ax)
-    ax.xaxis.set_minor_formatter(NullFormatter())
     if crossover_flops:
         ax.axvline(crossover_flops, color="gray", linestyle=":", label=f"crossover {crossover_flops:.2g} FLOPs")
         ax.legend()
@@ -32,13 +30,14 @@ def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
 def expert_ablation(table: pd.DataFrame):
     """Generic perplexity against the number of experts at one budget; 1 expert is the SLM."""
     fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=table, x="experts", y="ppl", marker="o", ax=ax)
+    sns.lineplot(data=table, x="experts", y="ppl", marker="o", ax=ax, label="SLM-mix")
     slm = table[table["method"] == "slm"]
     if len(slm):
         ax.axhline(float(slm["ppl"].iloc[0]), color="gray", linestyle="--", label="SLM (1 expert)")
         ax.legend()
     ax.set_xscale("log", base=2)
     ax.set_xticks(sorted(table["experts"].unique()), [str(k) for k in sorted(table["experts"].unique())])
+    ax.minorticks_off()
     ax.set_xlabel("experts (k-means clusters)")
     ax.set_ylabel("generic validation perplexity")
     flops = table["pretrain_flops"].median()
@@ -68,10 +67,14 @@ def routing(table: pd.DataFrame):
 def selection(table: pd.DataFrame):
     """Domain test perplexity after fine-tuning: SLM and the three expert-selection rules."""
     fig, ax = plt.subplots(figsize=(10, 4))
-    sns.barplot(data=table, x="domain", y="ppl_after", hue="method", ax=ax)
-    perplexity_yaxis(ax)
+    # Points, not bars: a bar's length means nothing on a log axis, and the log axis keeps domains of very
+    # different perplexities on one readable scale.
+    sns.pointplot(data=named(table), x="domain", y="ppl_after", hue="method", dodge=0.4, linestyle="none",
+                  markers="o", ax=ax)
     ax.set_xlabel("domain")
-    ax.set_ylabel("test perplexity after fine-tuning (log scale)")
+    perplexity_yaxis(ax)
+    ax.set_ylabel("test perplexity after fine-tuning")
+    ax.legend(title=None, fontsize=9)
     ax.set_title("Expert selection rules (the paper's Table 5)")
     ax.tick_params(axis="x", rotation=30)
     fig.tight_layout()

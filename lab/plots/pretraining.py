@@ -5,18 +5,18 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import perplexity_yaxis
+from . import count_axis, flops_axis, method_name, named, perplexity_yaxis
 
 
 def generic_curves(curves: pd.DataFrame):
     """Generic validation perplexity against pretraining FLOPs, one line per model,
     each checkpoint labelled with its tokens per parameter."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=curves, x="pretrain_flops", y="valid_ppl", hue="method", marker="o", ax=ax)
+    sns.lineplot(data=named(curves), x="pretrain_flops", y="valid_ppl", hue="method", marker="o", ax=ax)
     for r in curves.itertuples():
         ax.annotate(f"{r.tokens_per_param:.0f}", (r.pretrain_flops, r.valid_ppl), textcoords="offset points",
                     xytext=(4, 4), fontsize=8, color="0.35")
-    ax.set_xscale("log")
+    flops_axis(ax)
     perplexity_yaxis(ax)
     ax.set_xlabel("pretraining cost (FLOPs)")
     ax.set_ylabel("generic validation perplexity")
@@ -39,11 +39,16 @@ def table4(table: pd.DataFrame):
     df = pd.DataFrame(rows)
     g = sns.relplot(data=df, x="set_tokens", y="perplexity", hue="variant", col="domain", col_wrap=5,
                     kind="line", marker="o", height=2.4, aspect=1.1, facet_kws={"sharey": False})
+    generic = method_name("slm-generic")
     for domain, ax in g.axes_dict.items():
-        ax.axhline(table.loc[domain, "generic only"], color="0.5", ls="--", lw=1, label="generic only")
-        ax.set_xscale("log")
+        ax.axhline(table.loc[domain, "generic only"], color="0.5", ls="--", lw=1, label=generic)
+        count_axis(ax)
         perplexity_yaxis(ax)
+    handles, labels = list(g.legend.legend_handles), [t.get_text() for t in g.legend.texts]
+    g.legend.remove()
+    g.figure.legend(handles + [g.axes.flat[0].get_lines()[-1]], labels + [generic], loc="center left",
+                    bbox_to_anchor=(1.0, 0.5), frameon=False)
     g.set_axis_labels("in-domain set (tokens)", "test perplexity")
-    g.figure.suptitle("Fine-tuning helps at every set size; pretraining matters most for the smallest "
-                      "(dashed: generic only)", y=1.02)
+    g.set_titles("{col_name}")
+    g.figure.suptitle("Fine-tuning helps at every set size; pretraining matters most for the smallest", y=1.02)
     return g.figure

@@ -174,7 +174,9 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
     failed_methods: dict[str, str] = {}
     t_start = time.perf_counter()
     n = len(plan.steps)
-    bar = tqdm(total=n, desc=f"study ({scale})", disable=hidden(progress), unit="step")
+    # tqdm's own ETA assumes steps of equal length; the lab's (priced per step) is the postfix.
+    bar = tqdm(total=n, desc=f"study ({scale})", disable=hidden(progress),
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]")
     for i, step in enumerate(plan.steps, 1):
         blocked = failed_methods.get(step.method) or next(
             (f"needs {p}, which failed" for p in METHODS[step.method].needs if p in failed_methods
