@@ -37,7 +37,8 @@ def table4(table: pd.DataFrame):
             rows.append({"domain": domain, "variant": variant, "set_tokens": int(size.replace(",", "")),
                          "perplexity": ppl})
     df = pd.DataFrame(rows)
-    g = sns.relplot(data=df, x="set_tokens", y="perplexity", hue="variant", col="domain", col_wrap=5,
+    g = sns.relplot(data=df, x="set_tokens", y="perplexity", hue="variant", col="domain",
+                    col_wrap=min(5, df["domain"].nunique()),
                     kind="line", marker="o", height=2.4, aspect=1.1, facet_kws={"sharey": False})
     generic = method_name("slm-generic")
     for domain, ax in g.axes_dict.items():
