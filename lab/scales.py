@@ -132,7 +132,7 @@ SCALES: dict[str, Scale] = {
         set_tokens=(8_000, 64_000, 512_000), valid_tokens=40_000, test_tokens=40_000,
         source_chars=None,
         shapes=Shapes(n_layer=2, n_head=4, slm_width=64, llm_width=176),
-        # 18M SLM tokens, about 170 per non-embedding parameter: the capacity-limited regime,
+        # 18M SLM tokens, about 180 per non-embedding parameter: the capacity-limited regime,
         # past the crossover where mixtures start to win (docs/regime.md).
         pretrain=PretrainRecipe(slm_tokens=18_000_000, warmup_steps=200),
         # A default SLM pretrained to the end of its schedule gained most at 3e-5 on 8k tokens
