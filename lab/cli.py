@@ -48,7 +48,8 @@ def _method_flags() -> dict[str, tuple]:
     flags: dict[str, tuple] = {}
     for m in METHODS.values():
         for o in m.options:
-            flags[o.name] = (flags.get(o.name, (o,))[0], flags.get(o.name, (o, ()))[1] + (m.name,))
+            option, takers = flags.get(o.name, (o, ()))
+            flags[o.name] = (option, takers + (m.name,))
     return flags
 
 

@@ -39,7 +39,12 @@ def get(name: str) -> Method:
 
 def pretrain(method: str, scale: str | Scale = "default", *, seed: int = 0, progress: bool = True,
              **options) -> list[dict]:
-    return get(method).pretrain(scale, seed=checks.seed(seed), progress=progress, **options)
+    """Pretrain `method`'s generic model; `options` are its own (`Method.options`, checked here), and
+    `budget_flops` and `callbacks` (the trainer's) pass through to the methods that train."""
+    m = get(method)
+    run = {k: options.pop(k) for k in ("budget_flops", "callbacks") if k in options}
+    return m.pretrain(scale, seed=checks.seed(seed), progress=progress, **run,
+                      **m.check_options(options, phase="pretrain"))
 
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str | Scale = "default", *, seed: int = 0,
@@ -52,7 +57,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str | Scale = "
     if pretrain_flops is not None:
         checks.positive(pretrain_flops, "--pretrain-flops")
     return m.specialize(domain, set_tokens, scale, seed=checks.seed(seed), pretrain_flops=pretrain_flops,
-                        progress=progress, **options)
+                        progress=progress, **m.check_options(options))
 
 
 # Run order. SLM-d comes before the LLM: it fine-tunes the teacher keeping its weights, a row the

@@ -120,11 +120,14 @@ class Layout:
 
 class Method:
     """A method of the study. Subclasses set the class attributes and implement `specialize`
-    (and `pretrain` when they have a generic model of their own)."""
+    (and `pretrain` when they have a generic model of their own). Their options arrive checked:
+    `lab.methods.pretrain` and `specialize` (and the study's plan) run `check_options` first."""
     name: str = ""
     title: str = ""
     """The name the paper writes (figures, tables)."""
     options: tuple[Option, ...] = ()
+    kind: str = "slm"
+    """The model shape whose pretraining recipe the method's own pretraining follows ("slm" or "llm")."""
     needs: tuple[str, ...] = ()
     """The methods whose pretraining this one's specialization starts from (one study step each)."""
     curve: bool = True
@@ -199,8 +202,7 @@ class Method:
 
     def price_pretrain(self, scale: str | Scale, options: dict) -> float:
         """Planned FLOPs of this method's pretraining run (every checkpoint's cooldown branch included)."""
-        tc = train_config("slm", scale)
-        return tc.run_flops()
+        return train_config(self.kind, scale).run_flops()
 
 
 def priced(step: Step, flops: float) -> Step:

@@ -52,10 +52,6 @@ class Dense(Method):
             return 2 * scoring_flops("llm", layout.scale)
         return finetune_flops(self.kind, layout.scale, step.set_tokens)
 
-    def price_pretrain(self, scale: str | Scale, options: dict) -> float:
-        return train_config(self.kind, scale).run_flops()
-
-
 class GenericOnly(Method):
     """The pretrained SLM, scored on the domain without fine-tuning (the paper's "generic only")."""
     name, title, needs = "slm-generic", "SLM (generic only)", ("slm",)

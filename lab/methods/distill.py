@@ -121,12 +121,12 @@ class Distillation(Method):
     )
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, **options) -> list[dict]:
-        return pretrain(self.name, scale, seed=seed, progress=progress, **self.check_options(options, phase="pretrain"))
+        return pretrain(self.name, scale, seed=seed, progress=progress, **options)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
                    pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
-                          progress=progress, **self.check_options(options))
+                          progress=progress, **options)
 
     def price(self, step: Step, layout: Layout) -> float:
         """The student's fine-tuning, the teacher's (the llm method's recipe), and the teacher's forward

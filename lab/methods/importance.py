@@ -290,7 +290,7 @@ class ImportanceSampling(Method):
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
                    pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
-                          progress=progress, **self.check_options(options))
+                          progress=progress, **options)
 
     def steps(self, layout: Layout) -> list[Step]:
         opts = self.study_options(layout.options)

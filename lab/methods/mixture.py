@@ -233,12 +233,12 @@ class Mixture(Method):
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
                  callbacks=None, **options) -> list[dict]:
         return pretrain(self.name, scale, seed=seed, progress=progress, budget_flops=budget_flops,
-                        callbacks=callbacks, **self.check_options(options, phase="pretrain"))
+                        callbacks=callbacks, **options)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
                    pretrain_flops: float | None = None, progress: bool = True, **options) -> ResultRow:
         return specialize(self.name, domain, set_tokens, scale, seed=seed, pretrain_flops=pretrain_flops,
-                          progress=progress, **self.check_options(options))
+                          progress=progress, **options)
 
     def price(self, step: Step, layout: Layout) -> float:
         """The chosen expert's fine-tuning, plus what the rule pays to choose it (`select_expert`)."""

@@ -286,7 +286,7 @@ def _pretrained_in_store(method: str, scale: Scale) -> bool:
     store = load_results(scale)
     if store.empty:
         return False
-    tc = train_config(getattr(METHODS[method], "kind", "slm"), scale)
+    tc = train_config(METHODS[method].kind, scale)
     have = store.loc[(store["method"] == method) & (store["domain"] == "generic"), "pretrain_flops"].to_numpy()
     return all(np.any(np.abs(have / b - 1) < 0.02) for b in tc.checkpoint_flops)
 
