@@ -44,3 +44,17 @@ def tiny_corpus():
 
     build("tiny")
     return load_corpus("tiny")
+
+
+@pytest.fixture
+def register_method(request):
+    """`register(method)` for one test: the method joins the one registry the study, the command line
+    and `lab.methods` all read, and leaves it when the test ends."""
+    from lab import methods
+
+    def register(method):
+        methods.register(method)
+        request.addfinalizer(lambda: methods.METHODS.pop(method.name, None))
+        return method
+
+    return register

@@ -52,11 +52,8 @@ class Toy(Method):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
-    methods.register(Toy())
-    for module in (study.plan, study.run, study.results):
-        monkeypatch.setattr(module, "METHODS", methods.METHODS)
+def toy(register_method, monkeypatch):
+    register_method(Toy())
     monkeypatch.setattr(Toy, "delay", 0.0)
     monkeypatch.setattr(Toy, "ppl", {})
 

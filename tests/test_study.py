@@ -98,12 +98,8 @@ class Toy(Method):
 
 
 @pytest.fixture
-def toy(monkeypatch):
-    monkeypatch.setattr(methods, "METHODS", dict(methods.METHODS))
-    methods.register(Toy())
-    monkeypatch.setattr(study.plan, "METHODS", methods.METHODS)
-    monkeypatch.setattr(study.run, "METHODS", methods.METHODS)
-    monkeypatch.setattr(study.results, "METHODS", methods.METHODS)
+def toy(register_method):
+    register_method(Toy())
     CALLS.clear()
     KILL_AT.clear()
     BROKEN.clear()
@@ -129,6 +125,19 @@ def test_a_registered_method_runs_through_the_study_and_the_command_line(tiny_co
     assert main(["specialize", "--method", "toy", "--domain", "code", "--set-tokens", "2000", "--scale", "tiny",
                  "--experts", "3"]) == 2
     assert "toy takes the options wings, not experts" in capsys.readouterr().err
+
+
+def test_every_method_refuses_options_it_does_not_take(tiny_corpus, capsys):
+    """Checked before anything trains, for methods with options and without."""
+    with pytest.raises(LabError, match="slm takes no options, not experts"):
+        methods.specialize("slm", "code", 2_000, "tiny", experts=3)
+    with pytest.raises(LabError, match="slm pretraining takes no options, not experts"):
+        methods.pretrain("slm", "tiny", experts=3)
+    with pytest.raises(LabError, match="slm-mix pretraining takes the options experts, not selection"):
+        methods.pretrain("slm-mix", "tiny", selection="top")
+    assert main(["specialize", "--method", "llm", "--domain", "code", "--set-tokens", "2000", "--scale", "tiny",
+                 "--k", "4"]) == 2
+    assert "llm takes no options, not k" in capsys.readouterr().err
 
 
 def test_only_unregistered_methods_are_unknown(tiny_corpus, toy):
