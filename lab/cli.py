@@ -319,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domains", nargs="*", help="default: the scale's study domains (every domain but at tiny)")
     p.add_argument("--set-sizes", nargs="*", type=int, help="in-domain set sizes (tokens); default: the scale's three")
     p.add_argument("--curve-sets", nargs="*", type=int,
-                   help="set sizes specialized from every pretraining checkpoint (default: the smallest)")
+                   help="set sizes specialized from every pretraining checkpoint (default: the scale's, the two smallest)")
     p.add_argument("--is-sets", nargs="*", type=int,
                    help="set sizes SLM-is trains a model for, one per domain (default: the curve sets)")
     p.add_argument("--fractions", nargs="*", type=float,

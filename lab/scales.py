@@ -90,8 +90,10 @@ class Scale:
     importance_sets: tuple[int, ...] | None = None
     """The study's set sizes SLM-is trains on (indices into `set_tokens`; None: the curve sets).
     The paper's decision rule (finding 8) is about the middle and large sets."""
-    curve_sets: tuple[int, ...] = (0,)
-    """The study's set sizes specialized from every checkpoint (indices into `set_tokens`)."""
+    curve_sets: tuple[int, ...] = (0, 1)
+    """The study's set sizes specialized from every checkpoint (indices into `set_tokens`): the paper's Figure 4
+    draws all three. The largest set's curve costs most (its fine-tunes run longest), so only `paper`
+    draws it by default; `lab study --curve-sets` adds it at any scale."""
     curve_fractions: tuple[float, ...] | None = None
     """The checkpoint shares those curves use (None: every checkpoint)."""
     study_domains: tuple[str, ...] | None = None
@@ -122,8 +124,8 @@ SCALES: dict[str, Scale] = {
         finetune=FinetuneRecipe(batch_size=8, eval_tokens=16_384, min_steps=100, lr_share=0.1),
         cluster_ks=(4, 16), mixture_experts=4, mixture_ablation=(4, 16),
         hypernet=(4, 4, 4), hypernet_ablation=(4, 16), importance_k=4,
-        # The tests keep three of the five checkpoints on the curves.
-        curve_fractions=(1 / 16, 1 / 4, 1.0),
+        # The tests keep three of the five checkpoints on the curves, and SLM-is on the smallest set.
+        curve_fractions=(1 / 16, 1 / 4, 1.0), importance_sets=(0,),
         # Two domains (those the tests study) keep `SCALE=tiny bash scripts/main.sh` a smoke run of minutes.
         study_domains=("code", "legal"),
     ),
@@ -155,7 +157,7 @@ SCALES: dict[str, Scale] = {
         finetune=FinetuneRecipe(batch_size=64, eval_tokens=1_048_576, min_steps=200, lr_share=0.01),
         cluster_ks=(4, 16, 32, 64, 256, 1024), mixture_experts=16, mixture_ablation=(4, 16, 64),
         hypernet=(32, 16, 16), hypernet_ablation=(4, 16, 32, 64, 256), importance_k=1024,
-        importance_sets=(0, 1, 2),
+        importance_sets=(0, 1, 2), curve_sets=(0, 1, 2),
     ),
 }
 

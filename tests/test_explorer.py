@@ -17,7 +17,10 @@ def _points():
     def add(method, pre, spec, inf, ppl, n=2_000, fraction=1.0):
         rows.append({"method": method, "set_tokens": n, "fraction": fraction, "pretrain_flops": pre,
                      "specialize_flops": spec, "inference_flops_per_token": inf, "ppl_before": ppl * 2,
-                     "ppl_after": ppl, "n_domains": 4})
+                     "ppl_after": ppl, "n_domains": 4,
+                     # Measured at 2e-12 s per FLOP: the hours axis keeps the FLOPs' order.
+                     "pretrain_hours": pre * 2e-12 / 3600, "specialize_hours": spec * 2e-12 / 3600,
+                     "device": "cpu (test)"})
 
     add("slm-generic", 1e12, 0.0, SLM, 100.0)
     add("slm", 1e12, 1e10, SLM, 60.0)
@@ -54,7 +57,7 @@ def test_recommend_honours_every_budget():
 def test_sliders_drive_the_recommendation():
     ex = BudgetExplorer(_points())
     s = ex.sliders
-    assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains", "tolerance"}
+    assert set(s) == {"pretrain", "spec", "inference", "set_tokens", "n_domains", "tolerance", "cost"}
     assert ex.recommendation["method"] == "llm"  # every slider starts at its largest budget
     s["inference"].value = 1.5e5  # below the LLM's cost per token
     assert ex.recommendation["method"] == "slm-is" and "SLM-is" in ex.summary and "50.00" in ex.summary
@@ -73,6 +76,13 @@ def test_sliders_drive_the_recommendation():
     assert ex.recommendation["method"] == "slm" and ex.recommendation["ppl"] == 40.0
     fig = ex.figure()
     assert fig.axes[0].get_xlabel().startswith("total cost for 5 domains")
+    assert fig.axes[0].get_xlabel().endswith("(FLOPs)")
+    s["cost"].value = "hours"  # the same points at their measured device time; the budgets stay FLOPs
+    assert ex.recommendation["method"] == "slm"
+    fig = ex.figure()
+    assert "(device-hours)\non cpu (test)" in fig.axes[0].get_xlabel()
+    star = next(c for c in fig.axes[0].collections if c.get_label().startswith("lowest perplexity"))
+    assert star.get_offsets()[0][0] == pytest.approx(ex.recommendation["total_flops"] * 2e-12 / 3600)
 
 
 def test_widget_redraws_without_a_front_end():

@@ -79,6 +79,31 @@ def test_notebook_07_budgets(tiny_study, tmp_path):
             assert tuned["after"] < generic["after"], (domain, n)
     for method, curve in m["generic_ppl"].items():
         assert all(map(finite, curve)) and curve[-1] < curve[0], method  # more pretraining, lower perplexity
-    for fig in ("07_generic.png", "07_domain_curves.png", "07_total_cost.png", "07_finetune_cost.png",
-                "07_domains_by_budget.png", "07_domains_by_set.png"):
+    # Table 8: per SLM checkpoint, steps, generic, before and after each set; both sets are curve sets
+    # (the paper's Figure 4c-d), so the SLM has a value after fine-tuning on each at every checkpoint.
+    slm = [r for r in m["table8"] if r["method"] == "slm"]
+    assert len(slm) == len(STUDY["fractions"])
+    for r in slm:
+        assert all(finite(r[k]) for k in ("steps", "generic", "before", "after 2,000", "after 16,000")), r
+    assert slm[0]["steps"] < slm[-1]["steps"] and slm[0]["generic"] > slm[-1]["generic"]
+    assert m["cost_axis"] == "flops" and m["devices"] and all(d.startswith("cpu:") for d in m["devices"])
+    for fig in ("07_generic.png", "07_generic_hours.png", "07_domain_curves.png", "07_domain_curves_hours.png",
+                "07_total_cost.png", "07_finetune_cost.png", "07_domains_by_budget.png", "07_domains_before.png",
+                "07_domains_by_set.png"):
         assert (tmp_path / fig).stat().st_size > 1000, fig
+
+
+def test_study_rows_carry_measured_hours(tiny_study):
+    """Every specialization row knows the device time of its pretraining and of its own step, so every cost
+    figure can be drawn in device-hours (SLM-d's pretraining is its student's plus its teacher's)."""
+    results = study.load_study("tiny")
+    r = results.results
+    pretrained = r[r["pretrain_flops"] > 0]
+    assert (pretrained["pretrain_hours"] > 0).all() and (r["specialize_hours"] >= 0).all()
+    assert (r.loc[r["pretrain_flops"] == 0, "pretrain_hours"] == 0).all()
+    slm = r[(r["method"] == "slm") & (r["fraction"] == 1.0)]["pretrain_hours"].iloc[0]
+    llm = r[(r["method"] == "llm") & (r["fraction"] == 1.0)]["pretrain_hours"].iloc[0]
+    distilled = r[(r["method"] == "slm-d") & (r["fraction"] == 1.0)]["pretrain_hours"]
+    assert distilled.to_numpy() == pytest.approx(slm + llm)
+    top = results.pretrain.groupby("method")["pretrain_hours"].max()
+    assert slm == pytest.approx(top["slm"]) and llm == pytest.approx(top["llm"])

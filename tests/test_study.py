@@ -29,7 +29,7 @@ def test_plan_orders_and_prices_the_steps(tiny_corpus):
     first_curve = next(i for i, s in enumerate(spec) if s.fraction not in (None, 1.0))
     assert all(s.fraction in (None, 1.0) for s in spec[:first_curve])  # the largest budget first
     curves = spec[first_curve:]
-    assert {s.set_tokens for s in curves} == {2_000}  # curves on the smallest set only
+    assert {s.set_tokens for s in curves} == {2_000, 16_000}  # curves on the two smallest sets
     assert "slm-d" not in {s.method for s in curves} and "slm-nopt" not in {s.method for s in curves}
     assert {s.set_tokens for s in spec if s.method == "slm-is"} == {2_000}
     budget = train_config("slm", "tiny").pretrain_flops
@@ -209,7 +209,10 @@ def _synthetic(mix_gain=(3.0, 1.0), generic=None, with_is=True) -> study.StudyRe
             rows.append({"method": method, "domain": dom, "set_tokens": n, "fraction": fraction, "budget": pre,
                          "ppl_before": ppl_before, "ppl_after": ppl_after(dom), "pretrain_flops": pre,
                          "specialize_flops": spec, "inference_flops_per_token": inf,
-                         "histogram_entropy": h if entropy else None})
+                         "histogram_entropy": h if entropy else None,
+                         # Measured time at 1e-12 s per FLOP (1 TFLOP/s), on one device.
+                         "pretrain_hours": pre * 1e-12 / 3600, "specialize_hours": spec * 1e-12 / 3600,
+                         "device": "cpu (test)", "pretrain_device": "cpu (test)" if pre else None})
 
     for i, (n, b) in enumerate(base.items()):
         add("slm", n, lambda d: b, 100.0, 1e12, 1e10, 1e5)
@@ -228,7 +231,8 @@ def _synthetic(mix_gain=(3.0, 1.0), generic=None, with_is=True) -> study.StudyRe
     results = pd.DataFrame(rows)
     generic = generic or {"llm": 50.0, "slm-mix": 60.0, "slm-hn": 65.0, "slm": 70.0}
     pretrain = pd.DataFrame([{"method": m, "fraction": 1.0, "pretrain_flops": 1e12, "pretrain_tokens": 10**6,
-                              "valid_loss": math.log(p), "generic_ppl": p} for m, p in generic.items()])
+                              "valid_loss": math.log(p), "generic_ppl": p, "steps": 1000, "seconds": 1.0,
+                              "pretrain_hours": 1 / 3600, "device": "cpu (test)"} for m, p in generic.items()])
     status = {m: "done" if (results["method"] == m).any() else "not run" for m in methods.METHODS}
     return study.StudyResults("tiny", results, pretrain, status, {})
 
@@ -282,10 +286,21 @@ def test_macro_points_and_table8():
     assert slm["ppl_after"].tolist() == pytest.approx([70.0, 60.0])
     mix = points[(points.method == "slm-mix") & (points.set_tokens == 2_000)].iloc[0]
     assert mix["ppl_after"] == pytest.approx(math.exp(np.mean(np.log([54, 54, 60, 60]))))
-    t8 = table8(points)
-    assert t8.loc[(2_000, "slm")].tolist() == pytest.approx([70.0, 60.0])
-    assert t8.loc[(2_000, "slm-is")].tolist() == pytest.approx([52.0, 52.0])  # flat: no pretraining
-    assert math.isnan(t8.loc[(2_000, "slm-d")].iloc[0])  # its pretraining includes the teacher's
+    assert slm["pretrain_hours"].tolist() == pytest.approx([0.25 / 3600, 1 / 3600])
+    assert set(points["device"]) == {"cpu (test)"}
+    t8 = table8(points, s.pretrain)
+    assert list(t8.columns) == ["steps", "generic", "before", "after 2,000", "after 16,000"]
+    assert t8.loc[(2.5e11, "slm"), "after 2,000"] == pytest.approx(70.0)
+    assert t8.loc[(1e12, "slm"), ["steps", "generic", "before", "after 2,000", "after 16,000"]].tolist() == \
+        pytest.approx([1000, 70.0, 100.0, 60.0, 40.0])
+    assert t8.loc[(2.5e11, "slm"), "before"] == pytest.approx(150.0)
+    assert math.isnan(t8.loc[(2.5e11, "slm"), "generic"])  # one pretraining checkpoint: never extrapolated
+    for c in (2.5e11, 1e12):  # flat: no pretraining
+        assert t8.loc[(c, "slm-is"), "after 2,000"] == pytest.approx(52.0)
+    assert math.isnan(t8.loc[(2.5e11, "slm-d"), "after 2,000"])  # its pretraining includes the teacher's
+    hours = table8(points, s.pretrain, cost="hours")
+    assert hours.index.names[0] == "pretraining cost (device-hours)"
+    assert hours.loc[(1 / 3600, "llm"), "after 16,000"] == pytest.approx(25.0)
 
 
 def test_finding_3_also_reads_the_measured_seconds():

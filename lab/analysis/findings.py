@@ -20,6 +20,7 @@ import pandas as pd
 from scipy import stats
 
 from ..study import StudyResults, macro_points
+from ..study.results import devices
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 SMALL = ("slm", "slm-mix", "slm-hn", "slm-is", "slm-d")
@@ -445,39 +446,62 @@ def findings_table(findings: list[Finding]) -> pd.DataFrame:
                           "missing": ", ".join(f.missing)} for f in findings]).set_index("finding")
 
 
-def table8(points: pd.DataFrame, costs: list[float] | None = None) -> pd.DataFrame:
-    """The paper's Table 8: macro perplexity after fine-tuning per method and set size, interpolated
-    (linearly in log cost and log perplexity, never extrapolated) at fixed pretraining costs,
-    by default the SLM's checkpoint budgets. Methods without pretraining (SLM-is, SLM-nopt) take the same
-    value in every column: their best; a method measured at one budget fills the column it sits in."""
+def _interpolate(x: np.ndarray, y: np.ndarray, at: float, log_y: bool = True) -> float:
+    """`y` at cost `at`, linear in log cost (and log `y`), never extrapolated: NaN outside the costs
+    measured (a single point counts only where it sits). Costs all zero: the best `y` (no pretraining)."""
+    if len(x) == 0:
+        return np.nan
+    if (x == 0).all():
+        return float(np.min(y))
+    keep = x > 0
+    lx, ly, lc = np.log(x[keep]), np.log(y[keep]) if log_y else y[keep], math.log(at)
+    if not lx[0] - 0.05 <= lc <= lx[-1] + 0.05:
+        return np.nan
+    value = float(np.interp(lc, lx, ly))
+    return math.exp(value) if log_y else value
+
+
+def table8(points: pd.DataFrame, pretrain: pd.DataFrame | None = None, costs: list[float] | None = None,
+           cost: str = "flops") -> pd.DataFrame:
+    """The paper's Table 8: per pretraining cost and method, the optimizer steps of its pretraining, its
+    generic validation perplexity, its macro perplexity before fine-tuning (smallest set) and after
+    fine-tuning on each set size. Values are interpolated (linearly in log cost and log perplexity,
+    never extrapolated) at fixed pretraining costs (`cost`: "flops" or "hours", measured device-hours),
+    by default the SLM's checkpoints. Methods without pretraining (SLM-is, SLM-nopt) take their best
+    value at every cost; a method measured at one cost fills the row it sits in."""
     if points.empty:
         return pd.DataFrame()
+    x = f"pretrain_{cost}"
+    pretrain = pretrain if pretrain is not None else pd.DataFrame(columns=["method", x, "generic_ppl", "steps"])
     shared = points[points["pretrain_flops"] > 0]
     if costs is None:
         ref = shared[shared["method"] == "slm"] if (shared["method"] == "slm").any() else shared
-        costs = sorted({float(c) for c in ref["pretrain_flops"]})
+        costs = sorted({float(c) for c in ref[x].dropna()})
+    smallest = points["set_tokens"].min()
     rows = []
-    for (method, n), g in points.groupby(["method", "set_tokens"]):
-        g = g.sort_values("pretrain_flops")
-        row = {"method": method, "set_tokens": int(n)}
+    for method, g in points.groupby("method"):
+        pre = pretrain[pretrain["method"] == method].dropna(subset=[x]).sort_values(x)
         for c in costs:
-            if (g["pretrain_flops"] == 0).all():
-                value = g["ppl_after"].min()
-            elif len(g) == 1:
-                value = g["ppl_after"].iloc[0] if abs(math.log(g["pretrain_flops"].iloc[0] / c)) < 0.05 else np.nan
-            else:
-                x, y = np.log(g["pretrain_flops"].to_numpy()), np.log(g["ppl_after"].to_numpy())
-                lc = math.log(c)
-                value = math.exp(np.interp(lc, x, y)) if x[0] - 0.05 <= lc <= x[-1] + 0.05 else np.nan
-            row[f"{c:.2e}"] = value
-        rows.append(row)
-    return pd.DataFrame(rows).set_index(["set_tokens", "method"]).sort_index()
+            row = {"cost": c, "method": method,
+                   "steps": _interpolate(pre[x].to_numpy(float), pre["steps"].to_numpy(float), c, log_y=False),
+                   "generic": _interpolate(pre[x].to_numpy(float), pre["generic_ppl"].to_numpy(float), c)}
+            for column, n, y in [("before", smallest, "ppl_before")] + \
+                    [(f"after {n:,}", n, "ppl_after") for n in sorted(points["set_tokens"].unique())]:
+                at = g[g["set_tokens"] == n].dropna(subset=[x]).sort_values(x)
+                row[column] = _interpolate(at[x].to_numpy(float), at[y].to_numpy(float), c)
+            rows.append(row)
+    table = pd.DataFrame(rows).set_index(["cost", "method"]).sort_index()
+    table.index = table.index.set_names([f"pretraining cost ({'FLOPs' if cost == 'flops' else 'device-hours'})",
+                                         "method"])
+    return table
 
 
-def metrics(study: StudyResults, findings: list[Finding]) -> dict:
+def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -> dict:
     """Notebook 07's metrics file: each finding's verdict and numbers, the macro perplexities per
-    method and set size (largest budget), generic perplexities, and each method's status."""
+    method and set size (largest budget), generic perplexities, each method's status, Table 8 on the
+    `cost` axis, and the devices the measured times come from."""
     points = macro_points(study.results)
+    t8 = table8(points, study.pretrain, cost=cost)
     final = points[points["fraction"] == points.groupby(["method", "set_tokens"])["fraction"].transform("max")]
     macro = {m: {str(int(r.set_tokens)): {"before": float(r.ppl_before), "after": float(r.ppl_after),
                                           "pretrain_flops": float(r.pretrain_flops),
@@ -497,4 +521,8 @@ def metrics(study: StudyResults, findings: list[Finding]) -> dict:
         "per_domain": {f"{r.method}/{r.domain}/{r.set_tokens}": {"before": float(r.ppl_before),
                                                                  "after": float(r.ppl_after)}
                        for r in study.results[study.results["fraction"].fillna(1.0) == 1.0].itertuples()},
+        "cost_axis": cost,
+        "devices": [d for d in devices(points["device"], study.pretrain["device"]).split("; ") if d],
+        "table8": [{"cost": c, "method": m, **{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}}
+                   for (c, m), row in t8.iterrows()],
     }

@@ -33,7 +33,7 @@ def curve(method: str, rows: list[dict]) -> pd.DataFrame:
                     "tokens_per_param": r["pretrain_tokens"] / param_count_formula(cfg),
                     "tokens_per_non_embedding_param": r["pretrain_tokens"] / non_embedding_params(cfg),
                     "valid_loss": loss, "valid_ppl": math.exp(loss) if loss is not None else None,
-                    "seconds": r["seconds"]})
+                    "seconds": r["seconds"], "pretrain_hours": r["seconds"] / 3600, "device": r.get("device")})
     df = pd.DataFrame(out)
     doublings = np.log2(df["pretrain_flops"]).diff()
     df["loss_drop_per_doubling"] = -df["valid_loss"].diff() / doublings
@@ -59,17 +59,22 @@ def _run(method: str, domains: Sequence[str], set_sizes: Sequence[int], scale: s
 
 def table4(scale: str, domains: Sequence[str], set_sizes: Sequence[int], seed: int = 0,
            pretrain_flops: float | None = None) -> pd.DataFrame:
-    """Test perplexity of the SLM generic only, fine-tuned on each set size, and
-    trained on each set alone (SLM-nopt), per domain, with the macro-average
-    (exp of the mean per-domain log-perplexity) as the last row: the paper's Table 4."""
-    rows = (_run("slm-generic", domains, set_sizes[:1], scale, seed, pretrain_flops)
-            + _run("slm", domains, set_sizes, scale, seed, pretrain_flops)
+    """Test perplexity per domain of the SLM and the LLM generic only (before fine-tuning), fine-tuned on each
+    set size, and of the SLM trained on each set alone (SLM-nopt), with the macro-average (exp of the mean
+    per-domain log-perplexity) as the last row: the paper's Table 4, LLM included."""
+    rows = (_run("slm", domains, set_sizes, scale, seed, pretrain_flops)
+            + _run("llm", domains, set_sizes, scale, seed, pretrain_flops)
             + _run("slm-nopt", domains, set_sizes, scale, seed, pretrain_flops))
     df = pd.DataFrame(rows)
-    df["column"] = [("generic only" if r.method == "slm-generic" else
-                     f"{'SLM' if r.method == 'slm' else 'SLM-nopt'} {r.set_tokens:,}") for r in df.itertuples()]
-    table = df.pivot_table(index="domain", columns="column", values="ppl_after", sort=False)
-    order = ["generic only"] + [f"SLM {n:,}" for n in set_sizes] + [f"SLM-nopt {n:,}" for n in set_sizes]
+    name = {"slm": "SLM", "llm": "LLM", "slm-nopt": "SLM-nopt"}
+    df["column"] = [f"{name[r.method]} {r.set_tokens:,}" for r in df.itertuples()]
+    # Before fine-tuning, a pretrained model is the generic-only one, whatever the set.
+    generic = df[df["method"] != "slm-nopt"].drop_duplicates(["method", "domain"]).assign(
+        column=lambda d: d["method"].map({"slm": "generic only", "llm": "LLM generic only"}),
+        ppl_after=lambda d: d["ppl_before"])
+    table = pd.concat([generic, df]).pivot_table(index="domain", columns="column", values="ppl_after", sort=False)
+    order = ["generic only"] + [f"SLM {n:,}" for n in set_sizes] + ["LLM generic only"] + \
+        [f"LLM {n:,}" for n in set_sizes] + [f"SLM-nopt {n:,}" for n in set_sizes]
     table = table[order]
     table.loc["average"] = table.apply(macro_perplexity)
     return table

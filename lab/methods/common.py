@@ -24,7 +24,8 @@ def checkpoint_rows(paths: list[Path]) -> list[dict]:
     for path in paths:
         meta = read_meta(path)
         rows.append({"checkpoint": str(path), "pretrain_flops": meta["flops"], "pretrain_tokens": meta["tokens"],
-                     "valid_loss": meta.get("valid_loss"), "seconds": meta["seconds"], "device": meta.get("device")})
+                     "valid_loss": meta.get("valid_loss"), "seconds": meta["seconds"], "device": meta.get("device"),
+                     "steps": meta.get("step")})
     return rows
 
 

@@ -101,6 +101,7 @@ def pretrain(method: str, scale: str, *, seed: int = 0, progress: bool = True, e
         rows.append({"checkpoint": str(path), "pretrain_flops": row["pretrain_flops"],
                      "pretrain_tokens": row["pretrain_tokens"], "valid_loss": extra["valid_loss"],
                      "seconds": row["seconds"], "device": row["device"], "experts": k,
+                     "steps": read_meta(path).get("step"),
                      **{name: extra[name] for name in ("expert_windows", "expert_tokens", "expert_epochs",
                                                        "expert_valid_loss", "expert_valid_tokens")}})
     return rows

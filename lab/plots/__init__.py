@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
+import numpy as np
 import seaborn as sns
 from matplotlib.ticker import (
     FuncFormatter,
@@ -131,6 +133,59 @@ def perplexity_yaxis(ax) -> None:
 def flops_axis(ax, which: str = "x") -> None:
     """A log FLOPs (or FLOPs per token) axis labelled in scientific notation (3×10¹¹)."""
     _log_axis(ax, which, flops_label, 0.7)
+
+
+def _hours(x, pos=None) -> str:
+    """Plain decimals however small (0.0005, not 5e-04): a tiny study's runs take seconds."""
+    return _plain(x) if x >= 0.01 else np.format_float_positional(x, precision=2, unique=True, fractional=False,
+                                                                  trim="-")
+
+
+def hours_axis(ax, which: str = "x") -> None:
+    """A log axis of device-hours labelled in plain numbers (0.0005, 0.02, 1.5, 40)."""
+    _log_axis(ax, which, _hours, 0.6)
+
+
+COSTS = ("flops", "hours")
+
+
+@dataclass(frozen=True)
+class Cost:
+    """The cost a figure's axes show: analytic FLOPs (the lab's default) or measured device-hours (the
+    paper's axis, A100 GPU-hours there). A frame holds both as `<part>_flops` and `<part>_hours`
+    (`part`: pretrain, specialize, total); `devices` are the devices its hours were measured on."""
+    kind: str = "flops"
+    devices: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.kind not in COSTS:
+            raise ValueError(f"cost axis {self.kind!r}: choose one of {', '.join(COSTS)}")
+
+    @classmethod
+    def of(cls, kind: str, *frames) -> "Cost":
+        """The cost `kind` for figures of `frames`, with the devices their rows name (column `device`)."""
+        devices = sorted({d for f in frames if "device" in getattr(f, "columns", ())
+                          for cell in f["device"].dropna() for d in str(cell).split("; ") if d})
+        return cls(kind, tuple(devices))
+
+    def column(self, part: str) -> str:
+        return f"{part}_{self.kind}"
+
+    def label(self, what: str) -> str:
+        """`what` with the unit, "pretraining cost (FLOPs)"; device-hours name their device on a second line."""
+        if self.kind == "flops":
+            return f"{what} (FLOPs)"
+        on = self.devices[0] if len(self.devices) == 1 else "several devices (below)" if self.devices else ""
+        return f"{what} (device-hours)" + (f"\non {on}" if on else "")
+
+    def axis(self, ax, which: str = "x") -> None:
+        (flops_axis if self.kind == "flops" else hours_axis)(ax, which)
+
+    def note(self, fig) -> None:
+        """Say on `fig` when its hours come from more than one device: they do not compare point for point."""
+        if self.kind == "hours" and len(self.devices) > 1:
+            fig.text(0.01, -0.02, "device-hours measured on several devices, which do not compare: "
+                     + "; ".join(self.devices), ha="left", va="top", fontsize=8, color="0.35", wrap=True)
 
 
 def count_axis(ax, which: str = "x") -> None:

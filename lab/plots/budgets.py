@@ -1,6 +1,7 @@
 """Figures of the budget study (notebook 07) and of the budget explorer (notebook 08).
 
-Costs are FLOPs on log axes. Methods with no pretraining (SLM-is, whose cost is
+Costs are on log axes, in FLOPs or in measured device-hours (`Cost`; every function takes
+`cost="flops"` or `"hours"`). Methods with no pretraining (SLM-is, whose cost is
 all specialization, and SLM-nopt) cannot sit on a log pretraining axis: they
 are drawn as flat dashed lines across it, as in the paper.
 """
@@ -13,7 +14,7 @@ import seaborn as sns
 from matplotlib.colors import ListedColormap
 from matplotlib.patches import Patch
 
-from . import count_axis, flops_axis, flops_label, method_name, named, perplexity_yaxis
+from . import Cost, count_axis, flops_axis, flops_label, method_name, named, perplexity_yaxis
 
 # Paper names (`method_name`): the frames are renamed before drawing, so legends read as the paper does.
 METHOD_ORDER = tuple(map(method_name, ("slm", "slm-generic", "slm-nopt", "llm", "slm-d", "slm-is", "slm-mix",
@@ -40,10 +41,9 @@ def _flat_lines(ax, flat: pd.DataFrame, y: str, colors: dict) -> None:
         ax.axhline(g[y].min(), color=colors[method], ls="--", lw=1.5, label=f"{method} (no pretraining)")
 
 
-def _log_axes(*axes) -> None:
-    for ax in axes:
-        flops_axis(ax)
-        perplexity_yaxis(ax)
+def _log_axes(ax, cost: Cost) -> None:
+    cost.axis(ax)
+    perplexity_yaxis(ax)
 
 
 def _empty(ax, text: str) -> None:
@@ -52,26 +52,28 @@ def _empty(ax, text: str) -> None:
     ax.set_yticks([])
 
 
-def generic_curves(pretrain: pd.DataFrame):
-    """Generic validation perplexity against pretraining FLOPs, one line per pretrained model."""
+def generic_curves(pretrain: pd.DataFrame, cost: str = "flops"):
+    """Generic validation perplexity against pretraining cost, one line per pretrained model."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
     if pretrain.empty:
         _empty(ax, "no pretraining results: run the study")
         return fig
+    cost = Cost.of(cost, pretrain)
     pretrain = named(pretrain)
     colors = palette(pretrain["method"].unique())
-    sns.lineplot(data=pretrain, x="pretrain_flops", y="generic_ppl", hue="method", hue_order=_order(pretrain["method"]),
-                 palette=colors, marker="o", ax=ax)
-    _log_axes(ax)
-    ax.set_xlabel("pretraining cost (FLOPs)")
+    sns.lineplot(data=pretrain, x=cost.column("pretrain"), y="generic_ppl", hue="method",
+                 hue_order=_order(pretrain["method"]), palette=colors, marker="o", ax=ax)
+    _log_axes(ax, cost)
+    ax.set_xlabel(cost.label("pretraining cost"))
     ax.set_ylabel("generic validation perplexity")
-    ax.set_title("Generic perplexity at equal pretraining FLOPs")
+    ax.set_title("Generic perplexity at equal pretraining " + ("FLOPs" if cost.kind == "flops" else "device time"))
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
-def domain_curves(points: pd.DataFrame):
-    """Macro domain perplexity against pretraining FLOPs: before fine-tuning, then after it for each set
+def domain_curves(points: pd.DataFrame, cost: str = "flops"):
+    """Macro domain perplexity against pretraining cost: before fine-tuning, then after it for each set
     size (one panel each). Methods measured at one budget only show as single points, on an axis of their
     own; the after panels share their perplexity axis, so the sets compare at a glance."""
     sizes = sorted(points["set_tokens"].unique()) if len(points) else []
@@ -80,6 +82,8 @@ def domain_curves(points: pd.DataFrame):
     if not sizes:
         _empty(axes[0], "no specialization results: run the study")
         return fig
+    cost = Cost.of(cost, points)
+    x = cost.column("pretrain")
     points = named(points)
     colors = palette(points["method"].unique())
     panels = [("ppl_before", sizes[0], f"before fine-tuning (set {sizes[0]:,} tokens)")] + \
@@ -90,21 +94,22 @@ def domain_curves(points: pd.DataFrame):
         if y == "ppl_before":
             p = p[p["method"] != NOPT]  # a random initialisation
         shared, flat = p[p["pretrain_flops"] > 0], p[p["pretrain_flops"] == 0]
-        sns.lineplot(data=shared, x="pretrain_flops", y=y, hue="method", hue_order=_order(shared["method"]),
+        sns.lineplot(data=shared, x=x, y=y, hue="method", hue_order=_order(shared["method"]),
                      palette=colors, marker="o", ax=ax)
         _flat_lines(ax, flat, y, colors)
-        _log_axes(ax)
-        ax.set_xlabel("pretraining cost (FLOPs)")
+        _log_axes(ax, cost)
+        ax.set_xlabel(cost.label("pretraining cost"))
         ax.set_ylabel("macro test perplexity" if ax is axes[0] else "")
         ax.set_title(title)
         # SLM-nopt, trained on the set alone, sits far above the rest: it would squash every curve.
         drawn.append((ax, pd.concat([shared[y], flat.loc[flat["method"] != NOPT, y]]), flat[[y, "method"]]))
         # Single points otherwise sit on the panel's edge.
-        ax.set_xlim(shared["pretrain_flops"].min() / 1.3, shared["pretrain_flops"].max() * 1.3)
+        ax.set_xlim(shared[x].min() / 1.3, shared[x].max() * 1.3)
     _focus(drawn[:1])
     _focus(drawn[1:])
     _figure_legend(fig, axes)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
@@ -136,85 +141,97 @@ def _figure_legend(fig, axes, handles=(), labels=()) -> None:
 
 
 def total_cost(points: pd.DataFrame, set_tokens: int, counts=(1, 7, 50),
-               methods=("slm-hn", "slm-is", "slm-mix", "slm")):
+               methods=("slm-hn", "slm-is", "slm-mix", "slm"), cost: str = "flops"):
     """Macro perplexity after fine-tuning against the total cost of serving N domains
     (pretraining + N x specialization), one panel per N."""
     fig, axes = plt.subplots(1, len(counts), figsize=(4.3 * len(counts), 4.0), sharey=True, squeeze=False)
     axes = axes[0]
     p = named(points[(points["set_tokens"] == set_tokens) & points["method"].isin(methods)])
+    cost = Cost.of(cost, p)
     colors = palette(p["method"].unique())
     for ax, n in zip(axes, counts):
         if p.empty:
             _empty(ax, "not measured")
             continue
-        q = p.assign(total=p["pretrain_flops"] + n * p["specialize_flops"]).sort_values("total")
+        q = p.assign(total=p[cost.column("pretrain")] + n * p[cost.column("specialize")]).sort_values("total")
         sns.lineplot(data=q, x="total", y="ppl_after", hue="method", hue_order=_order(q["method"]), palette=colors,
                      marker="o", sort=False, ax=ax, legend=ax is axes[-1])
-        _log_axes(ax)
-        ax.set_xlabel(f"total cost for {n} domain{'s' if n > 1 else ''} (FLOPs)")
+        _log_axes(ax, cost)
+        ax.set_xlabel(cost.label(f"total cost for {n} domain{'s' if n > 1 else ''}"))
         ax.set_ylabel("macro test perplexity")
         ax.set_title(f"N = {n}")
     fig.suptitle(f"Pretraining is shared, specialization is paid per domain (set {set_tokens:,} tokens)", y=1.02)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
-def finetune_cost(points: pd.DataFrame):
-    """Specialization FLOPs per domain (fine-tuning up to its best step; SLM-is's resampled training too)
-    against pretraining FLOPs, per method and set size."""
+def finetune_cost(points: pd.DataFrame, cost: str = "flops"):
+    """Specialization cost per domain against pretraining cost, per method and set size. In FLOPs,
+    fine-tuning counts up to its best step; in device-hours, the whole measured step (its evaluations and
+    the steps early stopping waits past the best). SLM-is's resampled training is included in both."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     p = named(points[(points["specialize_flops"] > 0)])
     if p.empty:
         _empty(ax, "no specialization results")
         return fig
+    cost = Cost.of(cost, p)
+    x, y = cost.column("pretrain"), cost.column("specialize")
     colors = palette(p["method"].unique())
     sets = {n: f"{n:,}" for n in sorted(p["set_tokens"].unique())}
     shared = p[p["pretrain_flops"] > 0].assign(**{SET: lambda d: d["set_tokens"].map(sets)})
-    sns.lineplot(data=shared, x="pretrain_flops", y="specialize_flops", hue="method", hue_order=_order(shared["method"]),
+    sns.lineplot(data=shared, x=x, y=y, hue="method", hue_order=_order(shared["method"]),
                  style=SET, style_order=list(sets.values()), palette=colors, marker="o", ax=ax)
     for method, g in p[p["pretrain_flops"] == 0].groupby("method"):
         ax.plot([], [], color=colors[method], ls="--", lw=1, label=f"{method} (no pretraining), each set")
-        per_set = g.groupby("set_tokens")["specialize_flops"].max()
+        per_set = g.groupby("set_tokens")[y].max()
         for value, sets_at in per_set.groupby(per_set):  # sets of one cost share a line and a label
             ax.axhline(value, color=colors[method], ls="--", lw=1)
             ax.annotate(", ".join(f"{n:,}" for n in sets_at.index), (1.01, value), xycoords=("axes fraction", "data"), va="center", fontsize=7,
                         color=colors[method])
-    flops_axis(ax, "x")
-    flops_axis(ax, "y")
-    ax.set_xlabel("pretraining cost (FLOPs)")
-    ax.set_ylabel("specialization cost per domain (FLOPs)")
+    cost.axis(ax, "x")
+    cost.axis(ax, "y")
+    ax.set_xlabel(cost.label("pretraining cost"))
+    ax.set_ylabel(cost.label("specialization cost per domain"))
     ax.set_title("Fine-tuning cost against pretraining cost")
     ax.legend(loc="center left", bbox_to_anchor=(1.08, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
-def domain_grid(results: pd.DataFrame, set_tokens: int):
-    """One panel per domain: test perplexity after fine-tuning on `set_tokens` tokens against pretraining FLOPs."""
+def domain_grid(results: pd.DataFrame, set_tokens: int, y: str = "ppl_after", cost: str = "flops"):
+    """One panel per domain: test perplexity after fine-tuning on `set_tokens` tokens (`y="ppl_before"`: before
+    it, the paper's Figure 13) against pretraining cost."""
     r = results[(results["set_tokens"] == set_tokens) & (results["method"] != "slm-generic")]
+    if y == "ppl_before":
+        r = r[r["method"] != "slm-nopt"]  # a random initialisation
     if r.empty:
         fig, ax = plt.subplots()
         _empty(ax, f"no results at {set_tokens:,} tokens")
         return fig
+    cost = Cost.of(cost, r)
+    x = cost.column("pretrain")
     r = named(r)
     colors = palette(r["method"].unique())
     shared = r[r["pretrain_flops"] > 0]
-    g = sns.relplot(data=shared, x="pretrain_flops", y="ppl_after", hue="method", hue_order=_order(shared["method"]),
+    g = sns.relplot(data=shared, x=x, y=y, hue="method", hue_order=_order(shared["method"]),
                     palette=colors, col="domain", col_wrap=4, kind="line", marker="o", height=2.6, aspect=1.15,
                     facet_kws={"sharey": False})
     for domain, ax in g.axes_dict.items():
         flat = r[(r["domain"] == domain) & (r["pretrain_flops"] == 0)]
-        _flat_lines(ax, flat, "ppl_after", colors)
-        _log_axes(ax)
-        kept = pd.concat([shared.loc[shared["domain"] == domain, "ppl_after"],
-                          flat.loc[flat["method"] != NOPT, "ppl_after"]])
-        _focus([(ax, kept, flat[["ppl_after", "method"]])])
+        _flat_lines(ax, flat, y, colors)
+        _log_axes(ax, cost)
+        kept = pd.concat([shared.loc[shared["domain"] == domain, y], flat.loc[flat["method"] != NOPT, y]])
+        _focus([(ax, kept, flat[[y, "method"]])])
     handles, labels = list(g.legend.legend_handles), [t.get_text() for t in g.legend.texts]
     g.legend.remove()
     _figure_legend(g.figure, g.axes.flat, handles, labels)
-    g.set_axis_labels("pretraining cost (FLOPs)", "test perplexity")
+    g.set_axis_labels(cost.label("pretraining cost"), "test perplexity")
     g.set_titles("{col_name}")
-    g.figure.suptitle(f"Per domain, after fine-tuning on {set_tokens:,} tokens", y=1.02)
+    when = f"after fine-tuning on {set_tokens:,} tokens" if y == "ppl_after" else "before fine-tuning"
+    g.figure.suptitle(f"Per domain, {when}", y=1.02)
+    cost.note(g.figure)
     return g.figure
 
 
@@ -242,13 +259,16 @@ def domain_sets_grid(results: pd.DataFrame):
 
 
 def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | None, feasible: pd.DataFrame,
-                  cheapest: dict | None = None):
+                  cheapest: dict | None = None, cost: str = "flops"):
     """Macro perplexity against total cost for the explorer's N domains and set size: every measured
     point, those within the budgets in full colour, the recommended one starred; with `cheapest`
-    (`lab.analysis.decisions.cheapest`), its perplexity bound dotted and its point ringed."""
+    (`lab.analysis.decisions.cheapest`), its perplexity bound dotted and its point ringed. The budgets
+    are FLOPs; with `cost="hours"` the same points are placed at their measured device-hours."""
     n, size = budgets["n_domains"], budgets["set_tokens"]
     p = points[points["set_tokens"] == size]
-    p = named(p.assign(total=p["pretrain_flops"] + n * p["specialize_flops"]))
+    cost = Cost.of(cost, p)
+    p = named(p.assign(total=p[cost.column("pretrain")] + n * p[cost.column("specialize")]))
+    at = {(method_name(m), f): t for m, f, t in zip(p["method"], p["fraction"], p["total"])}
     fig, ax = plt.subplots(figsize=(7.5, 4.5))
     colors = palette(p["method"].unique())
     keys = set(zip(feasible["method"].map(method_name), feasible["fraction"]))
@@ -260,19 +280,22 @@ def explorer_view(points: pd.DataFrame, budgets: dict, recommendation: dict | No
         ax.scatter(g["total"][ok], g["ppl_after"][ok], color=colors[method], s=40, label=method)
     ax.scatter([], [], color="0.5", alpha=0.25, s=25, label="outside the budgets (faint)")
     if recommendation:
-        ax.scatter([recommendation["total_flops"]], [recommendation["ppl"]], marker="*", s=350, color="gold",
+        ax.scatter([at[method_name(recommendation["method"]), recommendation["fraction"]]], [recommendation["ppl"]],
+                   marker="*", s=350, color="gold",
                    edgecolor="black", zorder=5, label=f"lowest perplexity: {method_name(recommendation['method'])}")
     if cheapest:
         ax.axhline(cheapest["ppl_limit"], color="0.4", ls=":", lw=1,
                    label=f"within {100 * cheapest['tolerance']:g}% of the lowest")
-        ax.scatter([cheapest["total_flops"]], [cheapest["ppl"]], marker="o", s=220, facecolor="none",
+        ax.scatter([at[method_name(cheapest["method"]), cheapest["fraction"]]], [cheapest["ppl"]], marker="o", s=220,
+                   facecolor="none",
                    edgecolor="black", lw=1.5, zorder=6, label=f"cheapest within it: {method_name(cheapest['method'])}")
-    _log_axes(ax)
-    ax.set_xlabel(f"total cost for {n} domain{'s' if n > 1 else ''}: pretraining + {n} x specialization (FLOPs)")
+    _log_axes(ax, cost)
+    ax.set_xlabel(cost.label(f"total cost for {n} domain{'s' if n > 1 else ''}: pretraining + {n} x specialization"))
     ax.set_ylabel("macro test perplexity")
     ax.set_title(f"Within the budgets (full colour), set {size:,} tokens")
     ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 

@@ -12,7 +12,7 @@ One study is a list of *steps*, each one cached call into the method registry
 
 Which budgets. Specializing every checkpoint for every set size would multiply
 the fine-tunings by five, so a plan specializes from *every* checkpoint for the
-`curve_sets` only (default: the scale's, the smallest set, where pretraining
+`curve_sets` only (default: the scale's, the two smallest sets, where pretraining
 matters most), and from the *largest* budget for every set. Each method lists
 its own steps and prices them (`Method.steps`, `Method.price`): the plan holds
 no method's name and no cost formula.

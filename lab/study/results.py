@@ -33,7 +33,8 @@ class StudyResults:
     reported costs and perplexities, and a few method fields (entropy of the domain's histogram, ...)."""
     pretrain: pd.DataFrame
     """One row per pretraining checkpoint: method, fraction, pretrain_flops, pretrain_tokens, valid_loss, generic_ppl,
-    and the measured seconds of the run up to it on its device (the paper's cost axis is device time)."""
+    the optimizer steps and the measured seconds (and `pretrain_hours`) of the run up to it on its device (the
+    paper's cost axis is device time)."""
     methods: dict[str, str]
     """Method -> "done", "partial: ...", "failed: ...", "incomplete ..." or "not run"."""
     plan: dict
@@ -65,9 +66,39 @@ class StudyResults:
                              for m, s in self.methods.items()]).set_index("method")
 
 
-RESULT_COLUMNS = tuple(c for c in ResultRow.REPORTED if c not in ("scale", "seed", "device", "cached")) + \
-    ("fraction", "budget")
-"""A study table's columns: the rows' reported fields, and the step's budget share and FLOPs."""
+RESULT_COLUMNS = tuple(c for c in ResultRow.REPORTED if c not in ("scale", "seed", "cached")) + \
+    ("fraction", "budget", "pretrain_seconds", "pretrain_device")
+"""A study table's columns: the rows' reported fields (`seconds` is the specialization's measured time), the
+step's budget share and FLOPs, and the measured seconds of the pretraining the row started from."""
+
+
+def _pretraining(manifest: dict):
+    """`lookup(method, flops)`: (measured seconds of `method`'s pretraining run up to its checkpoint of
+    `flops` FLOPs, its device); (NaN, None) when the study has no such checkpoint."""
+    runs = {m: [(r["pretrain_flops"], r.get("seconds"), r.get("device")) for r in rows]
+            for m, rows in manifest.get("pretrain", {}).items()}
+
+    def lookup(method: str, flops: float) -> tuple[float, str | None]:
+        for f, s, device in runs.get(method, ()):
+            if s is not None and math.isclose(f, flops, rel_tol=1e-3):
+                return float(s), device
+        return math.nan, None
+
+    return lookup
+
+
+def _row_pretraining(row: dict, extra: dict, lookup) -> dict:
+    """The measured pretraining behind a row: its method's (the model it needs), or for SLM-d its student's
+    plus its teacher's."""
+    if extra.get("teacher_pretrain_flops") is not None:
+        parts = [lookup("slm", extra["student_pretrain_flops"]), lookup("llm", extra["teacher_pretrain_flops"])]
+    elif row.get("pretrain_flops"):
+        method = METHODS[row["method"]]
+        parts = [lookup(method.needs[0] if method.needs else row["method"], row["pretrain_flops"])]
+    else:
+        parts = []
+    return {"pretrain_seconds": sum(s for s, _ in parts),
+            "pretrain_device": "; ".join(sorted({d for _, d in parts if d})) or None}
 
 
 def load_study(scale: str) -> StudyResults:
@@ -79,14 +110,18 @@ def load_study(scale: str) -> StudyResults:
     store = load_results(scale) if steps else pd.DataFrame(columns=["cache_key", "extra"])
     store = store[store["cache_key"].isin(list(steps))]
     rows = []
+    lookup = _pretraining(manifest)
     for r in store.to_dict("records"):
         s = steps[r["cache_key"]]
         extra = r["extra"] or {}
         rows.append({**{c: r.get(c) for c in RESULT_COLUMNS}, "fraction": s["fraction"], "budget": s["budget"],
+                     **_row_pretraining(r, extra, lookup),
                      **{f: extra.get(f) for f in EXTRA_FIELDS}})
     results = pd.DataFrame(rows, columns=list(RESULT_COLUMNS) + list(EXTRA_FIELDS))
     if len(results):
         results["set_tokens"] = results["set_tokens"].astype(int)
+    results["pretrain_hours"] = results["pretrain_seconds"].astype(float) / 3600
+    results["specialize_hours"] = results["seconds"].astype(float) / 3600
     pre = []
     for method, ckpts in manifest.get("pretrain", {}).items():
         top = max(r["pretrain_flops"] for r in ckpts)
@@ -95,9 +130,10 @@ def load_study(scale: str) -> StudyResults:
             pre.append({"method": method, "fraction": r["pretrain_flops"] / top, "pretrain_flops": r["pretrain_flops"],
                         "pretrain_tokens": r["pretrain_tokens"], "valid_loss": loss,
                         "generic_ppl": math.exp(loss) if loss is not None else np.nan,
-                        "seconds": r.get("seconds"), "device": r.get("device")})
+                        "seconds": r.get("seconds"), "device": r.get("device"), "steps": r.get("steps")})
     pretrain = pd.DataFrame(pre, columns=["method", "fraction", "pretrain_flops", "pretrain_tokens", "valid_loss",
-                                          "generic_ppl", "seconds", "device"])
+                                          "generic_ppl", "seconds", "device", "steps"])
+    pretrain["pretrain_hours"] = pretrain["seconds"].astype(float) / 3600
     status = {}
     for m in METHODS:
         s = manifest.get("methods", {}).get(m)
@@ -113,10 +149,11 @@ def load_study(scale: str) -> StudyResults:
 def macro_points(results: pd.DataFrame) -> pd.DataFrame:
     """One point per (method, set size, budget share): the macro-average over domains (exp of the mean
     log-perplexity) before and after specialization, the mean specialization FLOPs per domain, the
-    pretraining and inference FLOPs. Points missing some of the set size's domains are dropped,
-    so that every macro-average is over the same domains."""
+    pretraining and inference FLOPs; the same costs in measured device-hours (`pretrain_hours`,
+    `specialize_hours`: means over the domains) and the devices they were measured on. Points missing some
+    of the set size's domains are dropped, so that every macro-average is over the same domains."""
     cols = ["method", "set_tokens", "fraction", "pretrain_flops", "specialize_flops", "inference_flops_per_token",
-            "ppl_before", "ppl_after", "n_domains"]
+            "ppl_before", "ppl_after", "n_domains", "pretrain_hours", "specialize_hours", "device"]
     if not len(results):
         return pd.DataFrame(columns=cols)
     out = []
@@ -130,8 +167,16 @@ def macro_points(results: pd.DataFrame) -> pd.DataFrame:
                         "specialize_flops": float(g["specialize_flops"].mean()),
                         "inference_flops_per_token": float(g["inference_flops_per_token"].max()),
                         "ppl_before": macro_perplexity(g["ppl_before"]),
-                        "ppl_after": macro_perplexity(g["ppl_after"]), "n_domains": len(g)})
+                        "ppl_after": macro_perplexity(g["ppl_after"]), "n_domains": len(g),
+                        "pretrain_hours": float(g["pretrain_hours"].mean()),
+                        "specialize_hours": float(g["specialize_hours"].mean()),
+                        "device": devices(g["device"], g["pretrain_device"])})
     return pd.DataFrame(out, columns=cols).sort_values(["method", "set_tokens", "pretrain_flops"], ignore_index=True)
+
+
+def devices(*columns: pd.Series) -> str:
+    """The devices named in `columns` (cells may list several, "; "-separated), sorted, "; "-separated."""
+    return "; ".join(sorted({d for c in columns for cell in c.dropna() for d in str(cell).split("; ") if d}))
 
 
 # A scale with results is the one a reader ran: the largest first, since tiny is the smoke test.

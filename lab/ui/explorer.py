@@ -27,14 +27,16 @@ class BudgetExplorer:
     follow them.
 
     `sliders` holds the ipywidgets ("pretrain", "spec", "inference", "set_tokens",
-    "n_domains", "tolerance" in percent); setting a slider's `value` updates
+    "n_domains", "tolerance" in percent, and "cost", the plot's cost axis: "flops" or
+    "hours", measured device-hours); setting a slider's `value` updates
     `recommendation`, `cheapest` and `summary` at once (tests do exactly that).
     `widget()` is the interactive view, `figure()` the static one.
     """
 
     def __init__(self, points: pd.DataFrame, *, pretrain_budget: float | None = None,
                  spec_budget: float | None = None, inference_budget: float | None = None,
-                 set_tokens: int | None = None, n_domains: int = 1, tolerance: float = decisions.TOLERANCE):
+                 set_tokens: int | None = None, n_domains: int = 1, tolerance: float = decisions.TOLERANCE,
+                 cost: str = "flops"):
         import ipywidgets as w
 
         if points.empty:
@@ -51,6 +53,8 @@ class BudgetExplorer:
                                     style=STYLE, layout=w.Layout(width=WIDTH))
 
         tolerance = decisions.check_tolerance(tolerance)
+        if cost not in ("flops", "hours"):
+            raise LabError(f"cost={cost!r}: the plot's cost axis is 'flops' or 'hours' (measured device-hours)")
         self.sliders = {
             "pretrain": log_slider("pretrain", "pretrain", pretrain_budget, "pretraining budget (FLOPs)"),
             "spec": log_slider("spec", "spec", spec_budget, "specialization budget, all domains (FLOPs)"),
@@ -64,6 +68,9 @@ class BudgetExplorer:
             "tolerance": w.FloatSlider(value=100 * tolerance, min=0, max=max(20.0, 100 * tolerance), step=0.5,
                                        description="perplexity tolerance (%)",
                                        readout_format=".1f", style=STYLE, layout=w.Layout(width=WIDTH)),
+            # The budgets stay in FLOPs; device-hours place the same points at their measured cost.
+            "cost": w.ToggleButtons(options=[("FLOPs", "flops"), ("device-hours (measured)", "hours")], value=cost,
+                                    description="plot's cost axis", style=STYLE),
         }
         self.output = w.Output()
         self.label = w.HTML()
@@ -119,7 +126,8 @@ class BudgetExplorer:
     def figure(self):
         from ..plots.budgets import explorer_view
 
-        return explorer_view(self.points, self.budgets, self.recommendation, self.feasible(), self.cheapest)
+        return explorer_view(self.points, self.budgets, self.recommendation, self.feasible(), self.cheapest,
+                             cost=self.sliders["cost"].value)
 
     def widget(self):
         """The interactive view: sliders, the recommendation, the plot."""
