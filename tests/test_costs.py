@@ -50,3 +50,24 @@ def test_models_with_their_own_costs_are_asked():
     assert costs.train_flops(model, 100, 3) == 4_000
     assert costs.inference_flops_per_token(model) == 7
     assert costs.total_flops(100.0, 10.0, n_domains=7) == pytest.approx(170.0)
+
+
+@pytest.mark.parametrize("rank", [1, 4])
+def test_lora_flops_match_a_measured_count(rank):
+    from lab.training.lora import LoraGPT, trained_params
+
+    model = LoraGPT(GPT(CFG), rank)
+    assert trained_params(model) == costs.lora_params(CFG, rank) < costs.matmul_params(CFG)
+    x = torch.randint(0, CFG.vocab_size, (3, CFG.context))
+    with sdpa_kernel(SDPBackend.MATH):
+        with FlopCounterMode(display=False) as forward:
+            model(x)
+        with FlopCounterMode(display=False) as train:
+            model(x, x)[1].backward()
+    assert forward.get_total_flops() == x.numel() * costs.lora_forward_flops_per_token(CFG, rank)
+    assert train.get_total_flops() == x.numel() * costs.lora_train_flops_per_token(CFG, rank)
+    assert costs.train_flops(model, x.numel()) == train.get_total_flops()
+    # Cheaper than full training: the frozen weights' gradients are never formed.
+    assert costs.lora_train_flops_per_token(CFG, rank) < costs.train_flops_per_token(CFG)
+    merged = model.merged()
+    assert type(merged) is GPT and costs.inference_flops_per_token(merged) == costs.forward_flops_per_token(CFG)

@@ -61,6 +61,12 @@ def positive(v: float) -> str | None:
     return None if math.isfinite(v) and v > 0 else "must be a positive number"
 
 
+LORA_RANK = Option("lora_rank", int, "fine-tune LoRA adapters of this rank (peft) instead of every weight; "
+                   "0: full fine-tuning", check=lambda r: None if r >= 0 else "give a rank of 0 (full fine-tuning) "
+                   "or more")
+"""Every method that fine-tunes a pretrained GPT takes it (`lab.training.lora`)."""
+
+
 @dataclass(frozen=True)
 class Step:
     """One cached call of a study: a method's pretraining, or its specialization to one domain and set."""
@@ -126,6 +132,8 @@ class Method:
     title: str = ""
     """The name the paper writes (figures, tables)."""
     options: tuple[Option, ...] = ()
+    refused: dict[str, str] = {}
+    """Options other methods take that this one cannot, with why (said when one is given)."""
     kind: str = "slm"
     """The model shape whose pretraining recipe the method's own pretraining follows ("slm" or "llm")."""
     needs: tuple[str, ...] = ()
@@ -151,6 +159,8 @@ class Method:
         out = {}
         for name, value in options.items():
             opt = self.option(name)
+            if opt is None and name in self.refused:
+                raise LabError(f"{self.name} cannot take {name}: {self.refused[name]}")
             if opt is None or (phase == "pretrain" and not opt.pretrain):
                 takes = [o.name for o in self.options if phase != "pretrain" or o.pretrain]
                 raise LabError(f"{self.name} {'pretraining ' if phase == 'pretrain' else ''}takes "
@@ -210,15 +220,26 @@ def priced(step: Step, flops: float) -> Step:
     return Step(step.method, step.phase, step.domain, step.set_tokens, step.fraction, step.budget, flops, step.options)
 
 
-def finetune_flops(kind: str, scale: str | Scale, set_tokens: int, *, from_scratch: bool = False) -> float:
+def finetune_flops(kind: str, scale: str | Scale, set_tokens: int, *, from_scratch: bool = False,
+                   lora_rank: int = 0) -> float:
     """One fine-tuning of the scale's SLM or LLM at its step cap (`finetune_config`), with its
-    validation and the test scoring before and after. SLM-nopt trains twice the cap from scratch."""
+    validation and the test scoring before and after. SLM-nopt trains twice the cap from scratch.
+    With LoRA, training and validation run with the adapters unmerged, the test scoring merged."""
     s = get_scale(scale)
     cfg, ft = model_config(kind, s), finetune_config(kind, s, set_tokens)
     steps = ft.max_steps * (2 if from_scratch else 1)
-    train = steps * ft.batch_size * cfg.context * costs.train_flops_per_token(cfg)
-    evals = (steps // ft.eval_every + 1) * ft.eval_tokens + 2 * s.test_tokens
-    return train + evals * costs.forward_flops_per_token(cfg)
+    per_token, valid = costs.train_flops_per_token(cfg), costs.forward_flops_per_token(cfg)
+    if lora_rank:
+        per_token, valid = costs.lora_train_flops_per_token(cfg, lora_rank), costs.lora_forward_flops_per_token(
+            cfg, lora_rank)
+    train = steps * ft.batch_size * cfg.context * per_token
+    evals = (steps // ft.eval_every + 1) * ft.eval_tokens * valid
+    return train + evals + 2 * s.test_tokens * costs.forward_flops_per_token(cfg)
+
+
+def lora_rank(step: Step) -> int:
+    """The LoRA rank a study step fine-tunes with (0: full fine-tuning)."""
+    return int(dict(step.options).get("lora_rank") or 0)
 
 
 def scoring_flops(kind: str, scale: str | Scale) -> float:

@@ -3,6 +3,8 @@
 Two variants frame them: `slm-generic` is the pretrained SLM with no
 fine-tuning (the paper's "generic only"), and `slm-nopt` is an SLM trained on
 the domain's set alone, from scratch, with the same early stopping.
+`lora_rank` fine-tunes LoRA adapters instead of every weight (`lab.training.lora`);
+SLM-nopt refuses it, having no pretrained weights to keep frozen.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.train import seed_everything, train_config
 from . import runs
-from .base import Layout, Method, Step, finetune_flops, priced, scoring_flops
+from .base import LORA_RANK, Layout, Method, Step, finetune_flops, lora_rank, priced, scoring_flops
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
@@ -26,6 +28,7 @@ from .store import ResultRow, ResultStore, cached_run, data_hash
 class Dense(Method):
     """A transformer of the scale's SLM or LLM shape, pretrained on the generic corpus and
     fine-tuned on the domain set (`lab.methods.runs.specialize_run`)."""
+    options = (LORA_RANK,)
 
     def __init__(self, name: str, kind: str, title: str, seconds_per_flop: float):
         self.name, self.kind, self.title, self.seconds_per_flop = name, kind, title, seconds_per_flop
@@ -39,18 +42,19 @@ class Dense(Method):
         return checkpoint_rows(paths)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True) -> ResultRow:
+                   pretrain_flops: float | None = None, progress: bool = True, lora_rank: int = 0) -> ResultRow:
         dom, train = domain_data(domain, set_tokens, scale)
         ckpt = pick_checkpoint(self.pretrain(scale, seed=seed, progress=progress), pretrain_flops)
+        config = finetune_config(self.kind, scale, len(train), seed=seed, lora_rank=lora_rank)
         return runs.specialize_run(ckpt["checkpoint"], self.kind, scale, dom.name, train, dom.validation,
-                                   dom.test, method=self.name, seed=seed, progress=progress)
+                                   dom.test, method=self.name, seed=seed, config=config, progress=progress)
 
     def price(self, step: Step, layout: Layout) -> float:
         # SLM-d fine-tunes its LLM teacher with this very recipe and keeps the row: at the
         # largest budget the LLM's own step then only reads it back (and scores the test set).
         if self.kind == "llm" and step.fraction == 1.0 and "slm-d" in layout.methods:
             return 2 * scoring_flops("llm", layout.scale)
-        return finetune_flops(self.kind, layout.scale, step.set_tokens)
+        return finetune_flops(self.kind, layout.scale, step.set_tokens, lora_rank=lora_rank(step))
 
 class GenericOnly(Method):
     """The pretrained SLM, scored on the domain without fine-tuning (the paper's "generic only")."""
@@ -71,6 +75,8 @@ class GenericOnly(Method):
 class FromScratch(Method):
     """SLM-nopt: an SLM trained on the domain set alone, from random weights."""
     name, title, from_scratch, curve = "slm-nopt", "SLM-nopt", True, False
+    refused = {"lora_rank": "it trains every weight from random initialisation, and LoRA adapts a pretrained "
+                            "model whose weights it keeps"}
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
                    pretrain_flops: float | None = None, progress: bool = True) -> ResultRow:
@@ -111,7 +117,7 @@ def _from_scratch(dom, train, scale: str | Scale, seed: int, progress: bool) -> 
     base = finetune_config("slm", scale, len(train), seed=seed)
     ft = replace(base, lr=train_config("slm", scale).lr, warmup_steps=50, max_steps=2 * base.max_steps)
     key = {"method": "slm-nopt", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
-           "model": asdict(cfg), "finetune": asdict(ft)}
+           "model": asdict(cfg), "finetune": ft.key()}
 
     def run() -> dict:
         device = pick_device()

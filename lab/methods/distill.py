@@ -17,11 +17,12 @@ Which checkpoints: `pretrain_flops` picks the student's (nearest, default the
 largest) and `teacher_flops` the teacher's (default its largest: the paper finds
 distillation pays only with a heavily pretrained teacher). `alpha=0` reproduces
 the SLM's fine-tuning exactly while still paying for the teacher, a check rather
-than a method.
+than a method. `lora_rank` fine-tunes both the teacher and the student with LoRA
+adapters of that rank (`lab.training.lora`): the teacher is then the `llm` method's
+LoRA row.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 
 from .. import methods
@@ -34,7 +35,7 @@ from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, ch
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from . import runs
-from .base import Layout, Method, Option, Step, finetune_flops, positive
+from .base import LORA_RANK, Layout, Method, Option, Step, finetune_flops, lora_rank, positive
 from .common import domain_data, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
@@ -61,7 +62,8 @@ def _pair_costs(student: dict, teacher: dict) -> dict:
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, alpha: float = DEFAULT_ALPHA,
-               temperature: float = DEFAULT_TEMPERATURE, teacher_flops: float | None = None) -> ResultRow:
+               temperature: float = DEFAULT_TEMPERATURE, teacher_flops: float | None = None,
+               lora_rank: int = 0) -> ResultRow:
     """Distil the LLM checkpoint nearest `teacher_flops`, fine-tuned on the domain, into the SLM
     checkpoint nearest `pretrain_flops` (both default to the largest). The row's `extra` keeps each
     model's share of the costs (`student_pretrain_flops`, `teacher_pretrain_flops`,
@@ -71,18 +73,20 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     dom, train = domain_data(domain, set_tokens, scale)
     student = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress), pretrain_flops)
     teacher = pick_checkpoint(methods.pretrain("llm", scale, seed=seed, progress=progress), teacher_flops)
-    config = finetune_config("slm", scale, len(train), seed=seed)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
+    teacher_config = finetune_config("llm", scale, len(train), seed=seed, lora_rank=lora_rank)
     # The fine-tuned teacher is decided by its checkpoint and the llm recipe (fine-tuning is seeded).
     key = {"method": "slm-d", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "student": runs.file_hash(Path(student["checkpoint"]) / "model.safetensors"),
            "teacher": runs.file_hash(Path(teacher["checkpoint"]) / "model.safetensors"),
-           "teacher_finetune": asdict(finetune_config("llm", scale, len(train), seed=seed)),
-           "finetune": asdict(config), "alpha": alpha, "temperature": temperature}
+           "teacher_finetune": teacher_config.key(), "finetune": config.key(), "alpha": alpha,
+           "temperature": temperature}
 
     def run() -> dict:
         # The llm method's own call, so the row (and the fine-tuning) is shared with it.
         tuned = runs.specialize_run(teacher["checkpoint"], "llm", scale, dom.name, train, dom.validation,
-                                    dom.test, method="llm", seed=seed, progress=progress, keep_weights=True)
+                                    dom.test, method="llm", seed=seed, config=teacher_config, progress=progress,
+                                    keep_weights=True)
         device = pick_device()
         distiller = Distiller(load_model(tuned.extra["finetuned_path"], device), alpha, temperature)
         model = load_model(student["checkpoint"], device)
@@ -118,6 +122,7 @@ class Distillation(Method):
         Option("temperature", float, "temperature of the teacher's distribution", check=positive),
         Option("teacher_flops", float, "the LLM teacher checkpoint nearest this pretraining budget (FLOPs; "
                "default: the largest)", pretrain=True, study=False, check=positive),
+        LORA_RANK,
     )
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, **options) -> list[dict]:
@@ -134,5 +139,6 @@ class Distillation(Method):
         slm, llm = model_config("slm", layout.scale), model_config("llm", layout.scale)
         ft = finetune_config("slm", layout.scale, step.set_tokens)
         teacher = ft.max_steps * ft.batch_size * slm.context * costs.forward_flops_per_token(llm)
-        return (finetune_flops("slm", layout.scale, step.set_tokens)
-                + finetune_flops("llm", layout.scale, step.set_tokens) + teacher)
+        rank = lora_rank(step)
+        return (finetune_flops("slm", layout.scale, step.set_tokens, lora_rank=rank)
+                + finetune_flops("llm", layout.scale, step.set_tokens, lora_rank=rank) + teacher)

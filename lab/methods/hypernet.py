@@ -20,6 +20,7 @@ in closed form and fine-tunes it like the SLM (`lab.methods.runs.specialize_run`
 Inference costs exactly one SLM either way. The "slm-hn" result row carries the
 instantiation, the domain's histogram, its entropy and top-cluster share; the
 fine-tuning itself is stored as an "slm-hn-instance" row, as `specialize_run` writes it.
+The instance is a plain SLM, so `lora_rank` fine-tunes LoRA adapters on it like on the SLM.
 
 Shapes (`Scale.hypernet` in `lab.scales`). At `default`: k = 16 clusters sharing banks of h = 8 matrices
 through codes of m = 8, so the experts' MLPs span 8 SLMs' worth (m and h bound
@@ -55,7 +56,7 @@ from ..training.routing import RoutedSampler, routed_evaluator
 from ..training.train import pretrain as train_pretrain
 from ..training.train import train_config
 from . import runs
-from .base import Layout, Method, Option, Step, at_least, finetune_flops
+from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
@@ -156,17 +157,17 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               instantiate: str = "top") -> ResultRow:
+               instantiate: str = "top", lora_rank: int = 0) -> ResultRow:
     if instantiate not in INSTANTIATIONS:
         raise LabError(f"unknown instantiation {instantiate!r}: choose one of {', '.join(INSTANTIATIONS)}")
     cfg = hyper_config(scale, experts)
     dom, train = domain_data(domain, set_tokens, scale)
     ckpt = Path(pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=cfg.n_experts),
                                 pretrain_flops)["checkpoint"])
-    config = finetune_config("slm", scale, len(train), seed=seed)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
     key = {"method": "slm-hn", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "experts": cfg.n_experts, "instantiate": instantiate,
-           "checkpoint": runs.file_hash(ckpt / "model.safetensors"), "finetune": asdict(config)}
+           "checkpoint": runs.file_hash(ckpt / "model.safetensors"), "finetune": config.key()}
 
     def run() -> dict:
         hist = domain_histogram(scale, cfg.n_experts, train, dom.name)
@@ -198,6 +199,7 @@ class HyperNetwork(Method):
         Option("experts", int, "number of experts (clusters of the generic corpus)", pretrain=True, check=at_least(1)),
         Option("instantiate", str, "from the domain's top cluster or its whole cluster histogram",
                choices=INSTANTIATIONS),
+        LORA_RANK,
     )
     seconds_per_flop = 2.8e-11
     """A step takes up to 1.7x the SLM's time for 1.04x its FLOPs (`benchmarks/bench_hypernet.py`)."""
@@ -214,4 +216,4 @@ class HyperNetwork(Method):
 
     def price(self, step: Step, layout: Layout) -> float:
         """The instantiated SLM's fine-tuning (instantiation is closed-form)."""
-        return finetune_flops("slm", layout.scale, step.set_tokens)
+        return finetune_flops("slm", layout.scale, step.set_tokens, lora_rank=lora_rank(step))

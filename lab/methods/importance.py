@@ -21,6 +21,16 @@ a curve over specialization budgets costs one run per domain (`curve`).
 instead: the model then reads only that cluster, like one expert of a mixture
 (the paper's Figure 8 compares the two).
 
+`importance="dsir"` replaces steps 1-2 with DSIR (`lab.data.dsir`, the
+`data-selection` package): generic windows are chosen by the log-likelihood
+ratio of their hashed unigrams and bigrams under the domain set and the generic
+corpus, as many distinct windows as the run reads in its budget (at most
+`lab.data.dsir.MAX_SHARE` of them), and the run draws uniformly among them.
+Steps 3-4, the budget and the row's costs are the same; the row adds DSIR's own
+measure of the selection, the hashed n-gram KL from the domain to the selected
+windows against that to the whole generic corpus. Choosing costs CPU time for
+hashing, not model FLOPs, so it is not in `specialize_flops` (nor is clustering).
+
 Choice of k. The paper used k=1024. Here `Scale.importance_k` is 16 at `default`
 (4 at `tiny`, whose corpus is small; 1024 at `paper`). A finer k follows the
 domain more closely but concentrates the draw on fewer generic windows:
@@ -52,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data import dsir
 from ..data.cluster import Clustering, cluster_corpus, corpus_decode, default_ks, entropy
 from ..data.corpus import GENERIC, Domain, load_corpus
 from ..data.tokens import BatchSampler, window_starts
@@ -66,13 +77,15 @@ from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.importance import ImportanceWeights, importance_weights
 from ..training.train import budget_steps, checkpoint_name, pretrain, train_config
-from .base import Layout, Method, Option, Step, at_least, finetune_flops, positive, priced
+from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank, positive, priced
 from .common import checkpoint_rows, domain_data
 from .runs import file_hash
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
 WEIGHTS = ("histogram", "top")
 """Clusters behind the weights when `k` is not given (see the module notes)."""
+IMPORTANCE = ("clusters", "dsir")
+"""How the generic stream is resampled: the paper's cluster histograms, or DSIR's hashed n-grams."""
 REPEAT_WARNING = 10
 """Warn when a run would read each effective window more times than this."""
 
@@ -93,6 +106,25 @@ class Resampling:
     generic: np.ndarray
     context: int
     clustering_key: dict
+    importance_kind = "clusters"
+    spread = "a smaller k spreads the draw over more windows"
+
+    @property
+    def label(self) -> str:
+        """What names the run's checkpoint folder."""
+        return f"k{self.k}-{self.weights}"
+
+    @property
+    def draw_key(self) -> dict:
+        """What decides the stream beyond the draw itself (the clustering)."""
+        return self.clustering_key
+
+    @property
+    def effective_windows(self) -> float:
+        return self.importance.effective_windows
+
+    def row_key(self) -> dict:
+        return {"k": self.k, "weights": self.weights}
 
     @property
     def top_cluster(self) -> int:
@@ -110,10 +142,49 @@ class Resampling:
     def summary(self) -> dict:
         """The row fields that describe the resampled stream."""
         iw = self.importance
-        return {"k": self.k, "weights": self.weights, "top_cluster": self.top_cluster,
+        return {"importance": "clusters", "k": self.k, "weights": self.weights, "top_cluster": self.top_cluster,
                 "top_share": float(self.histogram.max()), "domain_entropy_nats": entropy(self.histogram),
                 "effective_windows": iw.effective_windows, "drawable_windows": int(len(self.starts)),
                 "uncovered_share": iw.uncovered_share, "sparse": self.sparse}
+
+
+@dataclass
+class DsirResampling:
+    """What an SLM-is run reads with `importance="dsir"`: the generic windows DSIR selected, drawn uniformly."""
+    domain: str
+    set_tokens: int
+    selection: dsir.Selection
+    generic: np.ndarray
+    context: int
+    importance_kind = "dsir"
+    label = "dsir"
+    spread = "a smaller budget, or more generic text, repeats them less"
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self.selection.starts
+
+    @property
+    def probabilities(self) -> np.ndarray:
+        return np.full(len(self.starts), 1.0 / len(self.starts))
+
+    @property
+    def draw_key(self) -> dict:
+        return self.selection.key
+
+    @property
+    def effective_windows(self) -> float:
+        return float(len(self.starts))
+
+    def row_key(self) -> dict:
+        return {"importance": "dsir"}
+
+    def sampler(self, batch_size: int, seed: int) -> BatchSampler:
+        return BatchSampler(self.generic, batch_size, self.context, seed, starts=self.starts)
+
+    def summary(self) -> dict:
+        return {"importance": "dsir", "effective_windows": self.effective_windows,
+                "drawable_windows": int(len(self.starts)), **self.selection.summary()}
 
 
 def default_k(scale: str | Scale) -> int:
@@ -150,14 +221,46 @@ def resampling(domain: str, set_tokens: int, scale: str, *, k: int | None = None
                       clustering_key=clustering.key)
 
 
-def run_dir(rs: Resampling, scale: str, seed: int) -> Path:
+def dsir_resampling(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None,
+                    seed: int = 0) -> DsirResampling:
+    """The generic windows DSIR selects for a domain's training set: as many as a run of `spec_flops`
+    reads (default: `default_spec_flops`), at most `lab.data.dsir.MAX_SHARE` of them."""
+    corpus = load_corpus(scale)
+    dom, train = domain_data(domain, set_tokens, scale)
+    generic = corpus.tokens(GENERIC, "train")
+    cfg = model_config("slm", scale)
+    reads = spec_budgets(scale, spec_flops)[-1] / costs.train_flops_per_token(cfg) / cfg.context
+    available = len(window_starts(len(generic), cfg.context))
+    n_select = max(1, min(round(reads), int(dsir.MAX_SHARE * available)))
+    selection = dsir.select(generic, train, cfg.context, corpus_decode(corpus), n_select, corpus.root / "dsir",
+                            seed=seed, name=dom.name)
+    return DsirResampling(domain=dom.name, set_tokens=len(train), selection=selection, generic=generic,
+                          context=cfg.context)
+
+
+def stream(domain: str, set_tokens: int, scale: str, *, importance: str = "clusters", k: int | None = None,
+           weights: str = "histogram", spec_flops: float | None = None,
+           seed: int = 0) -> Resampling | DsirResampling:
+    """The resampled generic stream of one SLM-is run, by clusters (`resampling`) or by DSIR (`dsir_resampling`)."""
+    if importance not in IMPORTANCE:
+        raise LabError(f"slm-is: unknown importance {importance!r}: choose 'clusters' (cluster histograms, the "
+                       "paper's) or 'dsir' (hashed n-gram weights)")
+    if importance == "clusters":
+        return resampling(domain, set_tokens, scale, k=k, weights=weights)
+    if k is not None or weights != "histogram":
+        raise LabError("slm-is: k and weights set the cluster resampling; importance 'dsir' selects by hashed "
+                       "n-grams and takes neither")
+    return dsir_resampling(domain, set_tokens, scale, spec_flops=spec_flops, seed=seed)
+
+
+def run_dir(rs: Resampling | DsirResampling, scale: str, seed: int) -> Path:
     """Checkpoint folder of one resampled run: named by the domain, set, k and weights, and keyed by
     everything that decides its batches and weights (so two domains never share a run)."""
     cfg, tc = model_config("slm", scale), replace(train_config("slm", scale), seed=seed)
-    key = stable_hash({"model": asdict(cfg), "train": tc.run_fields(), "generic": rs.clustering_key,
+    key = stable_hash({"model": asdict(cfg), "train": tc.run_fields(), "generic": rs.draw_key,
                        "draw": data_hash(rs.starts, rs.probabilities)})
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", rs.domain)
-    return scale_dir(scale) / "checkpoints" / f"slm-is-{name}-{rs.set_tokens}-k{rs.k}-{rs.weights}-{key[:10]}"
+    return scale_dir(scale) / "checkpoints" / f"slm-is-{name}-{rs.set_tokens}-{rs.label}-{key[:10]}"
 
 
 def default_spec_flops(scale: str | Scale) -> float:
@@ -177,18 +280,20 @@ def spec_budgets(scale: str, spec_flops: float | None) -> list[float]:
 
 
 def train(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None, k: int | None = None,
-          weights: str = "histogram", seed: int = 0, progress: bool = True, callbacks=None) -> list[dict]:
+          weights: str = "histogram", importance: str = "clusters", seed: int = 0, progress: bool = True,
+          callbacks=None) -> list[dict]:
     """Train the SLM from scratch on the resampled stream, with a checkpoint at each share of
     `spec_flops`; one row per checkpoint (checkpoint, pretrain_flops and pretrain_tokens of
     *this* run, valid_loss on the domain's validation set, seconds). Cached: checkpoints
     already written are reused, and larger budgets continue the same run. `callbacks` are
     the trainer's (`lab.training.train.Trainer.add_callback`)."""
-    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    rs = stream(domain, set_tokens, scale, importance=importance, k=k, weights=weights, spec_flops=spec_flops,
+                seed=seed)
     dom, _ = domain_data(domain, set_tokens, scale)
     return _train(rs, dom, scale, spec_budgets(scale, spec_flops), seed, progress, callbacks)
 
 
-def _train(rs: Resampling, dom: Domain, scale: str, budgets: list[float], seed: int, progress: bool,
+def _train(rs: Resampling | DsirResampling, dom: Domain, scale: str, budgets: list[float], seed: int, progress: bool,
            callbacks=None) -> list[dict]:
     # The live loss is the domain's validation loss: what the resampling aims at.
     cfg, tc = model_config("slm", scale), replace(train_config("slm", scale), seed=seed)
@@ -201,23 +306,24 @@ def _train(rs: Resampling, dom: Domain, scale: str, budgets: list[float], seed: 
     return checkpoint_rows(paths)
 
 
-def check_repeats(rs: Resampling, flops: float, scale: str) -> float:
+def check_repeats(rs: Resampling | DsirResampling, flops: float, scale: str) -> float:
     """How many times a run of `flops` reads each effective window of the stream; warns above `REPEAT_WARNING`."""
-    epochs = flops / costs.train_flops_per_token(model_config("slm", scale)) / (
-        rs.importance.effective_windows * rs.context)
+    epochs = flops / costs.train_flops_per_token(model_config("slm", scale)) / (rs.effective_windows * rs.context)
     if epochs > REPEAT_WARNING:
-        warnings.warn(f"{rs.domain}: the resampled stream at k={rs.k} is worth about "
-                      f"{rs.importance.effective_windows:,.0f} distinct windows, and {flops:.3g} FLOPs read each "
-                      f"about {epochs:.0f} times; a smaller k spreads the draw over more windows", stacklevel=3)
+        warnings.warn(f"{rs.domain}: the resampled stream ({rs.label}) is worth about "
+                      f"{rs.effective_windows:,.0f} distinct windows, and {flops:.3g} FLOPs read each "
+                      f"about {epochs:.0f} times; {rs.spread}", stacklevel=3)
     return epochs
 
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, k: int | None = None,
-               spec_flops: float | None = None, weights: str = "histogram") -> ResultRow:
+               spec_flops: float | None = None, weights: str = "histogram", importance: str = "clusters",
+               lora_rank: int = 0) -> ResultRow:
     """SLM-is on one domain: train on the resampled generic stream for `spec_flops`, then
     fine-tune. `pretrain_flops` is ignored (SLM-is has no pretraining)."""
-    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    rs = stream(domain, set_tokens, scale, importance=importance, k=k, weights=weights, spec_flops=spec_flops,
+                seed=seed)
     dom, train_set = domain_data(domain, set_tokens, scale)
     budgets = spec_budgets(scale, spec_flops)
     # A checkpoint at this budget may already exist (a curve wrote it): no need to plan the others.
@@ -225,30 +331,31 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
         budget_steps(model_config("slm", scale), train_config("slm", scale), flops=[budgets[-1]])[0])
     if not (path / "meta.json").exists():
         path = Path(_train(rs, dom, scale, budgets, seed, progress)[-1]["checkpoint"])
-    return _finetune(path, rs, dom, train_set, scale, seed, progress)
+    return _finetune(path, rs, dom, train_set, scale, seed, progress, lora_rank)
 
 
 def curve(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None, k: int | None = None,
-          weights: str = "histogram", seed: int = 0, progress: bool = True) -> list[dict]:
+          weights: str = "histogram", importance: str = "clusters", seed: int = 0,
+          progress: bool = True) -> list[dict]:
     """SLM-is rows at every checkpoint of one resampled run (shares of `spec_flops`): the
     specialization-budget curve for one domain and set size, for the cost of one run."""
-    rs = resampling(domain, set_tokens, scale, k=k, weights=weights)
+    rs = stream(domain, set_tokens, scale, importance=importance, k=k, weights=weights, spec_flops=spec_flops,
+                seed=seed)
     dom, train_set = domain_data(domain, set_tokens, scale)
     rows = _train(rs, dom, scale, spec_budgets(scale, spec_flops), seed, progress)
     return [_finetune(Path(r["checkpoint"]), rs, dom, train_set, scale, seed, progress) for r in rows]
 
 
-def _finetune(checkpoint: Path, rs: Resampling, dom: Domain, train_set: np.ndarray, scale: str, seed: int,
-              progress: bool) -> ResultRow:
+def _finetune(checkpoint: Path, rs: Resampling | DsirResampling, dom: Domain, train_set: np.ndarray, scale: str,
+              seed: int, progress: bool, lora_rank: int = 0) -> ResultRow:
     """Fine-tune one checkpoint of a resampled run and store the row, every FLOP counted as specialization.
 
     (`lab.methods.runs.specialize_run` books the checkpoint's FLOPs as pretraining, shared
     by every domain; here they are this domain's alone.)"""
     meta = read_meta(checkpoint)
-    ft = finetune_config("slm", scale, len(train_set), seed=seed)
+    ft = finetune_config("slm", scale, len(train_set), seed=seed, lora_rank=lora_rank)
     key = {"method": "slm-is", "scale": scale, "domain": dom.name, "set_tokens": len(train_set), "seed": seed,
-           "k": rs.k, "weights": rs.weights, "checkpoint": file_hash(checkpoint / "model.safetensors"),
-           "finetune": asdict(ft)}
+           **rs.row_key(), "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": ft.key()}
 
     def run() -> dict:
         device = pick_device()
@@ -266,7 +373,7 @@ def _finetune(checkpoint: Path, rs: Resampling, dom: Domain, train_set: np.ndarr
             "device": device_name(device), "checkpoint_path": str(checkpoint),
             "is_flops": meta["flops"], "is_tokens": meta["tokens"], "is_seconds": meta["seconds"],
             "is_valid_loss": meta.get("valid_loss"),
-            "effective_epochs": meta["tokens"] / max(rs.importance.effective_windows * rs.context, 1.0),
+            "effective_epochs": meta["tokens"] / max(rs.effective_windows * rs.context, 1.0),
             **rs.summary(),
         }
 
@@ -285,6 +392,9 @@ class ImportanceSampling(Method):
                check=positive),
         Option("weights", str, "resample to the domain's whole cluster histogram, or to its top cluster only",
                choices=WEIGHTS, study=False),
+        Option("importance", str, "resample the generic corpus by cluster histograms (the paper's) or by DSIR's "
+               "hashed n-gram weights", choices=IMPORTANCE),
+        LORA_RANK,
     )
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
@@ -308,4 +418,4 @@ class ImportanceSampling(Method):
         """The fine-tuning, and at the full budget the resampled run itself (a checkpoint at every share)."""
         tc = train_config("slm", layout.scale)
         run = tc.run_flops(step.budget) if step.fraction == 1.0 else 0.0
-        return finetune_flops("slm", layout.scale, step.set_tokens) + run
+        return finetune_flops("slm", layout.scale, step.set_tokens, lora_rank=lora_rank(step)) + run

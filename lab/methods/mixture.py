@@ -7,8 +7,8 @@ One run writes a checkpoint at each of the SLM's budget fractions. Its generic
 validation loss routes each validation window to its cluster's expert.
 
 Specialization (`specialize`) picks one expert for the domain, saves it as a
-plain SLM checkpoint and fine-tunes it like the SLM (`lab.methods.runs.specialize_run`).
-Three rules pick it (the paper's Table 5):
+plain SLM checkpoint and fine-tunes it like the SLM (`lab.methods.runs.specialize_run`;
+with `lora_rank`, LoRA adapters on that plain SLM). Three rules pick it (the paper's Table 5):
 
 - "top": the domain's most frequent cluster on its training set (free);
 - "loss": the expert with the lowest loss on the domain's training set
@@ -23,7 +23,7 @@ domain's cluster histogram, the chosen expert and what each rule scored.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,7 +43,7 @@ from ..training.finetune import finetune_config
 from ..training.routing import pretrain_mixture, routed_evaluate
 from ..training.train import train_config
 from . import runs
-from .base import Layout, Method, Option, Step, at_least, finetune_flops
+from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
 from .common import domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
@@ -178,17 +178,17 @@ def select_expert(rule: str, model: BatchedGPT, histogram: np.ndarray, train: np
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               selection: str = "top") -> ResultRow:
+               selection: str = "top", lora_rank: int = 0) -> ResultRow:
     if selection not in SELECTIONS:
         raise LabError(f"unknown expert selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
     k = n_experts(scale, experts)
     dom, train = domain_data(domain, set_tokens, scale)
     ckpt = pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=k), pretrain_flops)
     mixture_ckpt = Path(ckpt["checkpoint"])
-    config = finetune_config("slm", scale, len(train), seed=seed)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
     key = {"method": "slm-mix", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "experts": k, "selection": selection,
-           "checkpoint": runs.file_hash(mixture_ckpt / "model.safetensors"), "finetune": asdict(config)}
+           "checkpoint": runs.file_hash(mixture_ckpt / "model.safetensors"), "finetune": config.key()}
 
     def finetune_expert(e: int) -> dict:
         return runs.specialize_run(extract(mixture_ckpt, e), "slm", scale, dom.name, train, dom.validation,
@@ -229,6 +229,7 @@ class Mixture(Method):
         Option("experts", int, "number of experts (clusters of the generic corpus)", pretrain=True, check=at_least(2)),
         Option("selection", str, "expert for the domain: most frequent cluster, lowest loss, or fine-tune all",
                choices=SELECTIONS),
+        LORA_RANK,
     )
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
@@ -244,7 +245,7 @@ class Mixture(Method):
     def price(self, step: Step, layout: Layout) -> float:
         """The chosen expert's fine-tuning, plus what the rule pays to choose it (`select_expert`)."""
         options = dict(step.options)
-        base = finetune_flops("slm", layout.scale, step.set_tokens)
+        base = finetune_flops("slm", layout.scale, step.set_tokens, lora_rank=lora_rank(step))
         k = n_experts(layout.scale, options.get("experts"))
         selection = options.get("selection", "top")
         if selection == "all":

@@ -82,7 +82,7 @@ def specialize_run(checkpoint: str | Path, kind: str, scale: str, domain: str, t
     config = config or finetune_config(kind, scale, len(train), seed=seed)
     store = store or ResultStore.for_scale(scale)
     key = {"method": method or kind, "scale": scale, "domain": domain, "set_tokens": len(train), "seed": seed,
-           "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": asdict(config)}
+           "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": config.key()}
     hashed = data_hash(train, valid, test)
     cache_key = stable_hash([stable_hash(key), hashed])  # as `cached_run` names the row
     kept = scale_dir(scale) / "checkpoints" / "finetuned" / f"{method or kind}-{cache_key}"

@@ -44,6 +44,43 @@ def train_flops_per_token(cfg: GPTConfig) -> int:
     return 3 * forward_flops_per_token(cfg)
 
 
+def lora_params(cfg: GPTConfig, rank: int) -> int:
+    """LoRA adapter weights: an A (in x r) and a B (r x out) beside every linear layer of the blocks
+    (qkv, proj, up, down); the tied embedding and output head get none (`lab.training.lora`)."""
+    d, m = cfg.d_model, cfg.d_mlp
+    return cfg.n_layer * rank * ((d + 3 * d) + (d + d) + (d + m) + (m + d))
+
+
+def lora_forward_flops_per_token(cfg: GPTConfig, rank: int) -> int:
+    """The full model's forward plus the adapters' (unmerged, as during fine-tuning)."""
+    return forward_flops_per_token(cfg) + 2 * lora_params(cfg, rank)
+
+
+def lora_train_flops_per_token(cfg: GPTConfig, rank: int) -> int:
+    """Training with LoRA: the forward pass, then a backward pass that skips what nothing trains.
+
+    A backward pass costs two matmuls per forward matmul, one for the input's gradient and
+    one for the weight's. Frozen weights need no weight gradient, but their input gradient
+    still carries the signal down to the adapters below, so they cost one matmul, not two.
+    Adapters cost both. The first block's qkv is the exception: its input comes from frozen
+    embeddings and a frozen norm, so neither it nor its adapter needs an input gradient
+    (autograd skips them). Attention's score and value products have no weights and keep
+    twice their forward cost.
+
+        4 N + 6 P + 12 n_layer context d_model - 6 d_model^2 - 2 r d_model
+
+    with N = `matmul_params` and P = `lora_params`; against full training's
+    6 N + 12 n_layer context d_model.
+    """
+    d = cfg.d_model
+    n, p = matmul_params(cfg), lora_params(cfg, rank)
+    attention = 4 * cfg.n_layer * cfg.context * d
+    forward = 2 * n + 2 * p + attention
+    frozen_input_grads = 2 * (n - 3 * d * d)
+    adapter_grads = 2 * p + 2 * (p - rank * d)
+    return forward + frozen_input_grads + adapter_grads + 2 * attention
+
+
 def _config(model_or_cfg):
     return getattr(model_or_cfg, "config", model_or_cfg)
 
