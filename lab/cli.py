@@ -60,8 +60,16 @@ def _method_options(args) -> dict:
 
 def cmd_pretrain(args) -> int:
     from . import methods
+    from .training import distributed
 
-    rows = methods.pretrain(args.method, args.scale, seed=args.seed, **_method_options(args))
+    distributed.setup()  # under torchrun: one rank of a DistributedDataParallel run
+    main_rank = distributed.is_main()
+    try:
+        rows = methods.pretrain(args.method, args.scale, seed=args.seed, **_method_options(args))
+    finally:
+        distributed.teardown()
+    if not main_rank:
+        return 0
     if args.json:
         print(json.dumps(rows))
     else:
@@ -186,6 +194,7 @@ def cmd_study(args) -> int:
 
     report = run_study(args.scale, args.methods, args.domains, args.set_sizes, curve_sets=args.curve_sets,
                        is_sets=args.is_sets, fractions=args.fractions, seed=args.seed, dry_run=args.dry_run,
+                       workers=args.workers, address=args.address, pretrain_launcher=args.pretrain_launcher,
                        **_method_options(args))
     if args.json:
         from dataclasses import asdict
@@ -325,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fractions", nargs="*", type=float,
                    help="checkpoints to specialize from, as shares of the pretraining budget (default: all)")
     p.add_argument("--dry-run", action="store_true", help="list the planned steps with their FLOPs and time")
+    p.add_argument("--workers", type=int, help="run independent steps in parallel on a local Ray cluster of this "
+                                               "many workers (with --address: at most this many at a time)")
+    p.add_argument("--address", help="run the steps on an existing Ray cluster: auto (the one `ray start` runs "
+                                     "on this machine), HOST:PORT or ray://HOST:PORT")
+    p.add_argument("--pretrain-launcher", help='run each pretraining step as `LAUNCHER -m lab pretrain ...`, e.g. '
+                                               '"torchrun --nproc_per_node=8" (every GPU of the machine)')
     p.set_defaults(fn=cmd_study)
 
     results = sub.add_parser("results", help="the results store").add_subparsers(dest="action", required=True)
@@ -361,6 +376,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and args.command != "pretrain":
+            raise LabError(f"`{args.command}` runs in one process: only `pretrain` runs under torchrun")
         _check_numbers(args)
         return args.fn(args)
     except LabError as e:

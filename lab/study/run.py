@@ -11,6 +11,11 @@ notebooks 07 and 08 read the study's rows from the results store through it
 process per domain on a GPU machine): each merges only its own entries into
 the manifest, under a lock beside it (`update_manifest`), so none loses another's.
 
+Parallel. With `workers` or `address` the steps go to a Ray cluster
+(`lab.study.workers`), each as soon as the steps it builds on are finished; the
+study's process alone writes the manifest, through the same `Ledger` as the
+sequential loop, as the workers' outcomes come back.
+
 Failures. A step that fails is reported; a bug (anything but a `LabError`)
 skips the method's remaining steps and those of the methods that need its
 pretraining; the rest of the study goes on.
@@ -26,6 +31,9 @@ from __future__ import annotations
 import fcntl
 import json
 import math
+import shlex
+import shutil
+import subprocess
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -149,97 +157,151 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
               set_sizes: Sequence[int] | None = None, *, curve_sets: Sequence[int] | None = None,
               is_sets: Sequence[int] | None = None, fractions: Sequence[float] | None = None, seed: int = 0,
               dry_run: bool = False, progress: bool = True, log: Callable[[str], None] = tqdm.write,
+              workers: int | None = None, address: str | None = None, pretrain_launcher: str | None = None,
               **options) -> StudyReport:
     """Run (or, with `dry_run`, only price) every step of the study; see `make_plan` for the arguments.
 
     Prints one line per step and an estimate of the time left; returns what happened.
-    Cached steps cost nothing, so running it again resumes a killed study."""
+    Cached steps cost nothing, so running it again resumes a killed study.
+
+    `workers` (a local Ray cluster of that many) or `address` (an existing cluster) runs
+    independent steps in parallel (`lab.study.workers`); without either, one after another
+    in this process. `pretrain_launcher` (e.g. "torchrun --nproc_per_node=8") runs each
+    pretraining step as `<launcher> -m lab pretrain ...`."""
     plan = make_plan(scale, methods_, domains, set_sizes, curve_sets=curve_sets, is_sets=is_sets,
                      fractions=fractions, seed=seed, **options)
     scale = plan.scale
     manifest = read_manifest(scale)
     rates = Rates.from_manifest(manifest)
-    report = StudyReport(scale.name)
     if dry_run:
         for line in describe_plan(plan, manifest, rates):
             log(line)
-        return report
+        return StudyReport(scale.name)
+    launcher = launcher_argv(pretrain_launcher)
+    parallel = workers is not None or address is not None
+    if parallel:
+        from .workers import connect  # Ray only where asked for: the sequential study never imports it
 
-    manifest = update_manifest(scale, {
-        "plan": {"methods": plan.methods, "domains": plan.domains, "set_sizes": plan.set_sizes,
-                 "curve_sets": plan.curve_sets, "is_sets": plan.is_sets, "fractions": plan.fractions,
-                 "seed": seed, "options": plan.options},
-        "methods": {m: {"status": "running"} for m in plan.methods}})
-
-    failed_methods: dict[str, str] = {}
-    t_start = time.perf_counter()
-    n = len(plan.steps)
+        cluster = connect(workers, address)
     # tqdm's own ETA assumes steps of equal length; the lab's (priced per step) is the postfix.
-    bar = tqdm(total=n, desc=f"study ({scale})", disable=hidden(progress),
+    bar = tqdm(total=len(plan.steps), desc=f"study ({scale})", disable=hidden(progress),
                bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} steps [{elapsed}{postfix}]")
-    for i, step in enumerate(plan.steps, 1):
-        blocked = failed_methods.get(step.method) or next(
-            (f"needs {p}, which failed" for p in METHODS[step.method].needs if p in failed_methods
+    try:
+        manifest = update_manifest(scale, {
+            "plan": {"methods": plan.methods, "domains": plan.domains, "set_sizes": plan.set_sizes,
+                     "curve_sets": plan.curve_sets, "is_sets": plan.is_sets, "fractions": plan.fractions,
+                     "seed": seed, "options": plan.options},
+            "methods": {m: {"status": "running"} for m in plan.methods}})
+        if parallel:
+            ledger = Ledger(plan, manifest, rates, log, bar, slots=cluster.slots)
+            cluster.run(plan, ledger, launcher)
+        else:
+            ledger = Ledger(plan, manifest, rates, log, bar)
+            for step in plan.steps:
+                if ledger.blocked(step):
+                    ledger.skip(step)
+                else:
+                    ledger.record(step, attempt(step, plan, launcher))
+    finally:
+        bar.close()
+        if parallel:
+            cluster.close()
+    return ledger.close()
+
+
+class Ledger:
+    """A study's bookkeeping as its steps finish, in whatever order and whoever ran them: the
+    manifest, the report, the measured rates, the estimate of the time left, the log line and
+    the bar. Only the study's own process writes through it (Ray workers return their outcome)."""
+
+    def __init__(self, plan: Plan, manifest: dict, rates: Rates, log: Callable[[str], None], bar, slots: int = 1):
+        self.plan, self.manifest, self.rates, self.log, self.bar = plan, manifest, rates, log, bar
+        self.slots = slots
+        """Steps that run at once: the time left is the work left shared among them."""
+        self.report = StudyReport(plan.scale.name)
+        self.failed_methods: dict[str, str] = {}
+        self.finished: set[str] = set()
+        self.t_start = time.perf_counter()
+
+    def blocked(self, step: Step) -> str | None:
+        """Why `step` is not worth running: its method, or the pretraining it needs, hit a bug."""
+        return self.failed_methods.get(step.method) or next(
+            (f"needs {p}, which failed" for p in METHODS[step.method].needs if p in self.failed_methods
              and step.phase == "specialize"), None)
-        if blocked:
-            report.skipped += 1
-            bar.update()
-            continue
-        try:
-            entry = _run_step(step, plan)
-        except KeyboardInterrupt:
-            bar.close()
-            raise
-        except Exception as e:  # a broken method must not stop the others' steps
-            error = f"{type(e).__name__}: {e}"
-            report.failed[step.id] = error
-            if not isinstance(e, LabError):  # a bug: the method's other steps would fail alike
-                failed_methods[step.method] = error
-            log(f"[{i}/{n}] {step.describe()}: FAILED: {error}")
-            if not isinstance(e, LabError):
-                log("".join(traceback.format_exception(e)[-3:]).rstrip())
-            manifest = update_manifest(scale, {"steps": {step.id: {**_step_fields(step), "status": "failed",
-                                                                   "error": error}}})
-            bar.update()
-            continue
+
+    def skip(self, step: Step) -> None:
+        self.report.skipped += 1
+        self._count(step)
+
+    def record(self, step: Step, outcome: dict) -> None:
+        """Book what `attempt` returned for `step`."""
+        if "error" in outcome:
+            self._failed(step, outcome)
+            return
+        entry = dict(outcome["entry"])
         changes = {"pretrain": {step.method: entry.pop("rows")}} if step.phase == "pretrain" else {}
         cached = entry["cached"]
-        prev = manifest["steps"].get(step.id, {})
+        prev = self.manifest["steps"].get(step.id, {})
         # A cached step keeps the entry of the run that computed it: its measured time feeds the estimates.
         keep = cached and prev.get("status") == "done" and prev.get("cache_key") == entry.get("cache_key")
-        manifest = update_manifest(scale, {**changes, "steps": {step.id: prev if keep else entry}})
+        self.manifest = update_manifest(self.plan.scale, {**changes, "steps": {step.id: prev if keep else entry}})
         if cached:
-            report.cached += 1
+            self.report.cached += 1
         else:
-            report.done += 1
-            rates.observe(step.rate_key, entry["seconds"], step.flops)
-        left = sum(rates.seconds(s) for s in plan.steps[i:]
-                   if s.method not in failed_methods and manifest["steps"].get(s.id, {}).get("status") != "done")
-        elapsed = time.perf_counter() - t_start
+            self.report.done += 1
+            self.rates.observe(step.rate_key, entry["seconds"], step.flops)
+        i = self._count(step)
+        left = self.seconds_left()
         took = "cached" if cached else f"took {_duration(entry['seconds'])}"
-        log(f"[{i}/{n}] {step.describe()}: {entry['summary']} ({took}) | elapsed {_duration(elapsed)}, "
-            f"about {_duration(left)} left")
-        bar.set_postfix_str(f"~{_duration(left)} left")
-        bar.update()
-    bar.close()
+        self.log(f"[{i}/{len(self.plan.steps)}] {step.describe()}: {entry['summary']} ({took}) | elapsed "
+                 f"{_duration(time.perf_counter() - self.t_start)}, about {_duration(left)} left")
+        self.bar.set_postfix_str(f"~{_duration(left)} left")
 
-    report.seconds = time.perf_counter() - t_start
-    statuses = {}
-    for m in plan.methods:
-        if m in failed_methods:
-            status = {"status": "failed", "reason": failed_methods[m]}
-        else:
-            errors = [e for sid, e in report.failed.items() if sid.startswith(f"{m}|")]
-            status = {"status": "partial", "reason": f"{len(errors)} step(s) failed: {errors[0]}"} if errors \
-                else {"status": "done"}
-        statuses[m] = status
-        report.methods[m] = status["status"] + (f": {status['reason']}" if "reason" in status else "")
-    update_manifest(scale, {"methods": statuses})
-    log(f"study ({scale}): {report.done} steps run, {report.cached} cached, {len(report.failed)} failed, "
-        f"{report.skipped} skipped, in {_duration(report.seconds)}")
-    for m, s in report.methods.items():
-        log(f"  {m:<12} {s}")
-    return report
+    def _failed(self, step: Step, outcome: dict) -> None:
+        error = outcome["error"]
+        self.report.failed[step.id] = error
+        if outcome["bug"]:  # the method's other steps would fail alike
+            self.failed_methods[step.method] = error
+        i = self._count(step)
+        self.log(f"[{i}/{len(self.plan.steps)}] {step.describe()}: FAILED: {error}")
+        if outcome.get("trace"):
+            self.log(outcome["trace"])
+        self.manifest = update_manifest(self.plan.scale, {"steps": {step.id: {**_step_fields(step), "status": "failed",
+                                                                              "error": error}}})
+
+    def _count(self, step: Step) -> int:
+        self.finished.add(step.id)
+        self.bar.update()
+        return len(self.finished)
+
+    def seconds_left(self) -> float:
+        """The estimated time of the steps not finished (those running counted whole), shared among
+        the slots, but never less than the longest of them."""
+        steps = [self.rates.seconds(s) for s in self.plan.steps if s.id not in self.finished
+                 and s.method not in self.failed_methods
+                 and self.manifest["steps"].get(s.id, {}).get("status") != "done"]
+        return max(sum(steps) / self.slots, max(steps, default=0.0))
+
+    def close(self) -> StudyReport:
+        """The report, with each method's status, also written to the manifest and the log."""
+        report = self.report
+        report.seconds = time.perf_counter() - self.t_start
+        statuses = {}
+        for m in self.plan.methods:
+            if m in self.failed_methods:
+                status = {"status": "failed", "reason": self.failed_methods[m]}
+            else:
+                errors = [e for sid, e in report.failed.items() if sid.startswith(f"{m}|")]
+                status = {"status": "partial", "reason": f"{len(errors)} step(s) failed: {errors[0]}"} if errors \
+                    else {"status": "done"}
+            statuses[m] = status
+            report.methods[m] = status["status"] + (f": {status['reason']}" if "reason" in status else "")
+        update_manifest(self.plan.scale, {"methods": statuses})
+        self.log(f"study ({self.plan.scale}): {report.done} steps run, {report.cached} cached, "
+                 f"{len(report.failed)} failed, {report.skipped} skipped, in {_duration(report.seconds)}")
+        for m, s in report.methods.items():
+            self.log(f"  {m:<12} {s}")
+        return report
 
 
 def _step_fields(step: Step) -> dict:
@@ -248,9 +310,45 @@ def _step_fields(step: Step) -> dict:
             "planned_flops": step.flops}
 
 
-def _run_step(step: Step, plan: Plan) -> dict:
+def attempt(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict:
+    """Run one step and say how it went, as plain data (a Ray worker sends it back to the study):
+    {"entry": manifest entry} or {"error": ..., "bug": not a user mistake, "trace": its last lines}."""
+    try:
+        return {"entry": _run_step(step, plan, launcher)}
+    except Exception as e:  # a broken method must not stop the others' steps
+        bug = not isinstance(e, LabError)
+        return {"error": f"{type(e).__name__}: {e}", "bug": bug,
+                "trace": "".join(traceback.format_exception(e)[-3:]).rstrip() if bug else None}
+
+
+def launcher_argv(launcher: str | None) -> list[str] | None:
+    """The pretraining launcher as argv, checked: its program must be found here."""
+    if launcher is None:
+        return None
+    argv = shlex.split(launcher)
+    if not argv or shutil.which(argv[0]) is None:
+        raise LabError(f"--pretrain-launcher {launcher!r}: {argv[0] if argv else 'an empty command'} is not a "
+                       "program on PATH; give e.g. \"torchrun --nproc_per_node=8\" (torchrun comes with torch)")
+    return argv
+
+
+def _launch_pretraining(step: Step, plan: Plan, launcher: list[str]) -> None:
+    """`<launcher> -m lab pretrain ...` for `step`: it writes the checkpoints and rows the step then reads."""
+    argv = [*launcher, "-m", "lab", "pretrain", "--method", step.method, "--scale", plan.scale.name,
+            "--seed", str(plan.seed)]
+    for name, value in step.options:
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    done = subprocess.run(argv)
+    if done.returncode:
+        raise LabError(f"`{shlex.join(argv)}` exited with status {done.returncode} (its output above says why); "
+                       "run it alone to see it, then run the study again")
+
+
+def _run_step(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict:
     t0, started = time.perf_counter(), time.time()
     if step.phase == "pretrain":
+        if launcher:
+            _launch_pretraining(step, plan, launcher)
         rows = METHODS[step.method].pretrain(plan.scale, seed=plan.seed, progress=False, **dict(step.options))
         # Cached if every checkpoint was on disk before the step began.
         cached = all((Path(r["checkpoint"]) / "meta.json").stat().st_mtime < started for r in rows)
