@@ -26,6 +26,7 @@ from ..nn.model import GPTConfig, model_config
 from ..paths import scale_dir
 from ..training.evaluate import evaluate
 from ..training.finetune import FinetuneConfig, finetune, finetune_config
+from ..training import distributed
 from ..training.train import TrainConfig, pretrain, train_config
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
@@ -50,6 +51,8 @@ def pretrain_run(kind: str, scale: str, tokens: np.ndarray, *, valid: np.ndarray
     root = checkpoint_root(kind, scale, model_cfg, train_cfg, data)
     paths = pretrain(model_cfg, train_cfg, tokens, root, budget_flops=budget_flops, valid=valid,
                      callbacks=callbacks, progress=progress)
+    if not distributed.is_main():  # under torchrun, rank 0 alone stores the rows
+        return paths
     for path in paths:
         meta = read_meta(path)
         key = {"method": kind, "scale": scale, "domain": "generic", "seed": seed,

@@ -24,10 +24,16 @@ checkpoint records its own cost (`flops`, `seconds`: its lineage) and the run's
 
 Checkpoints are folders written atomically: `model.safetensors` (weights),
 `state.pt` (optimizer and random-number states) and `meta.json` (configs, step,
-tokens, FLOPs, seconds, sampler position, losses).
+tokens, FLOPs, seconds, sampler position, losses). A run holds a lock in its
+folder while it trains, so two processes asked for it train it once.
+
+Under torchrun the same loop trains with DistributedDataParallel: each rank
+its shard of one global batch, rank 0 alone evaluating and writing
+(`lab.training.distributed`).
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import pickle
@@ -43,6 +49,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import atomic, checks
+from . import distributed
 from ..data.tokens import BatchSampler
 from ..device import autocast, autocast_dtype, device_name, pick_device
 from ..errors import LabError
@@ -57,6 +64,7 @@ STATE = "state.pt"
 LossFn = Callable[..., torch.Tensor]
 """`loss_fn(model, x, y, *route)`: `route` is whatever else the sampler's batch holds (expert ids)."""
 EVENTS = ("on_batch_end", "on_eval", "on_checkpoint")
+LOCK = ".lock"
 
 
 @dataclass(frozen=True)
@@ -174,6 +182,10 @@ class Trainer:
     hyper-network's expert ids): `route` is split with the batch and passed on to
     `loss_fn`. `evaluate_fn` replaces `lab.training.evaluate.evaluate` for scoring `valid`
     (a routed model needs each validation window's route).
+
+    Under torchrun (`lab.training.distributed`) each rank trains on its shard of every batch
+    through DDP; `loss` is the global batch's, and only rank 0 scores `valid`, saves and
+    shows a bar. `model` stays the plain module: its state is the same on every rank.
     """
 
     def __init__(self, model: GPT, config: TrainConfig, sampler: BatchSampler, *,
@@ -184,13 +196,19 @@ class Trainer:
         self.model = model.to(self.device)
         self.config = config
         self.sampler = sampler
-        self.valid = valid
+        self.valid = valid if distributed.is_main() else None
         self.loss_fn = loss_fn
         self.evaluate_fn = evaluate_fn
-        self.progress = progress
+        self.progress = progress and distributed.is_main()
         self.dtype = autocast_dtype(self.device, model.config.d_model, config.precision)
         self.optimizer = make_optimizer(model, config, self.device)
         self.tokens_per_step = tokens_per_batch(sampler, config.batch_size)
+        if distributed.world() > 1:
+            if type(model) is not GPT or self.tokens_per_step != config.batch_size * sampler.context:
+                raise LabError("training across processes covers the dense models (pretrain --method slm, llm or "
+                               "slm-d); train the mixture and the hyper-network in one process, without torchrun")
+            distributed.check_batch(config.batch_size)
+        self.net = distributed.wrap(self.model)
         self.flops_per_step = (costs.train_flops(model, self.tokens_per_step, 1)
                                + extra_flops_per_token * self.tokens_per_step)
         self.callbacks: dict[str, list[Callable]] = defaultdict(list)
@@ -247,14 +265,18 @@ class Trainer:
         lr = self.learning_rate(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y, *route = (t.to(self.device) for t in self.sampler.next())
+        x, y, *route = (distributed.shard(t).to(self.device) for t in self.sampler.next())
         micro = self.config.micro_batch or len(x)
         self.optimizer.zero_grad(set_to_none=True)
         loss = torch.zeros((), device=self.device)
-        for xs, ys, *rs in zip(x.split(micro), y.split(micro), *(r.split(micro) for r in route)):
-            with autocast(self.device, self.dtype):
-                part = self.loss_fn(self.model, xs, ys, *rs) * (len(xs) / len(x))
-            part.backward()
+        parts = list(zip(x.split(micro), y.split(micro), *(r.split(micro) for r in route)))
+        for i, (xs, ys, *rs) in enumerate(parts):
+            # Under DDP the gradients are averaged across ranks once, after the last micro-batch.
+            last = i == len(parts) - 1 or self.net is self.model
+            with contextlib.nullcontext() if last else self.net.no_sync():
+                with autocast(self.device, self.dtype):
+                    part = self.loss_fn(self.net, xs, ys, *rs) * (len(xs) / len(x))
+                part.backward()
             loss += part.detach()
         if self.config.grad_clip:
             clip = getattr(self.model, "clip_grad_norm_", None)
@@ -264,7 +286,7 @@ class Trainer:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         self.step += 1
-        self.loss = loss.item()
+        self.loss = distributed.mean(loss)
         elapsed = time.perf_counter() - t0
         self.flops += self.flops_per_step
         self.run_flops += self.flops_per_step
@@ -318,8 +340,12 @@ class Trainer:
         self.decay = tuple(p["decay"]) if p["decay"] else None
 
     def save(self, path: str | Path, **meta) -> Path:
-        """Write a checkpoint folder atomically; extra keyword arguments go into meta.json."""
+        """Write a checkpoint folder atomically (rank 0 alone under torchrun); extra keyword
+        arguments go into meta.json."""
         path = Path(path)
+        self.last_checkpoint = path
+        if not distributed.is_main():
+            return path
         with atomic.atomic_dir(path) as tmp:
             files = save_weights(self.model, tmp)
             torch.save({"optimizer": self.optimizer.state_dict(), "rng": _rng_state()}, tmp / STATE)
@@ -334,7 +360,6 @@ class Trainer:
                 "precision": self.precision, "files": files,
                 **meta,
             })
-        self.last_checkpoint = path
         return path
 
     def load(self, path: str | Path) -> dict:
@@ -404,6 +429,10 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
     `model_factory()` likewise replaces `GPT(model_config)` (called after seeding; a
     mixture stacks its experts); `model_config` is then the shape of one of them.
     `evaluate_fn` scores `valid` in place of `lab.training.evaluate.evaluate` (see `Trainer`).
+
+    The run holds `out_dir/.lock` while it trains: a second process asking for it waits, then
+    finds the checkpoints written. Under torchrun every rank calls this; rank 0 decides what
+    is left to train and writes it, and all return once it is on disk.
     """
     out_dir = Path(out_dir)
     if budget_flops is None and not budget_tokens:
@@ -432,9 +461,17 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
     plan = budget_steps(model_config, train_config, flops=budget_flops or (), tokens=budget_tokens,
                         tokens_per_step=per_step)
     paths = [out_dir / checkpoint_name(step) for step in plan]
-    pending = [step for step, path in zip(plan, paths) if not (path / "meta.json").exists()]
-    if not pending:
-        return paths
+    with distributed.exclusive(out_dir / LOCK):
+        pending = distributed.agree([step for step, path in zip(plan, paths) if not (path / "meta.json").exists()])
+        if pending:
+            _train_pending(pending, main, out_dir, train_config, fresh_trainer)
+    distributed.barrier()
+    return paths
+
+
+def _train_pending(pending: list[int], main: Path, out_dir: Path, train_config: TrainConfig,
+                   fresh_trainer: Callable[[], Trainer]) -> None:
+    """The checkpoints at `pending` steps, continuing the main run saved in `main`."""
     trainer = fresh_trainer()
     if (main / "meta.json").exists():
         trainer.load(main)
@@ -454,11 +491,10 @@ def pretrain(model_config: GPTConfig, train_config: TrainConfig, tokens: np.ndar
         snapshot = lineage.state_dict()
         lineage.decay = (fork, step)
         lineage.train_until(step, desc=f"cooldown to step {step}")
-        if valid is not None:
+        if lineage.valid is not None:
             lineage.evaluate()
         lineage.save(path)
         lineage._fire("on_checkpoint")
         lineage.load_state_dict(snapshot)
         if lineage is trainer:
             trainer.save(main)
-    return paths
