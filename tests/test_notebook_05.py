@@ -31,6 +31,8 @@ def test_notebook_05_mixture(tiny_corpus, tmp_path):
     assert len(m["crossover"]["gap_ppl"]) == len(m["curves"]["slm"]["valid_ppl"])
 
     assert len(m["ablation"]) >= 3 and all(map(finite, m["ablation"].values()))
+    # The paper's Figure 11 is after fine-tuning: each count (and the SLM, 1) has its macro perplexity there.
+    assert m["ablation_after"].keys() == m["ablation"].keys() and all(map(finite, m["ablation_after"].values()))
 
     assert set(m["domains"]) == set(DOMAINS.split(","))
     for domain, rules in m["domains"].items():

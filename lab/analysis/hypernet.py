@@ -13,7 +13,8 @@ from ..data.corpus import load_corpus
 from ..device import pick_device
 from ..errors import LabError
 from ..methods.common import pick_checkpoint
-from ..methods.hypernet import INSTANTIATIONS, domain_histogram, hyper_config
+from ..methods.dense import specialize_checkpoint
+from ..methods.hypernet import INSTANTIATIONS, domain_histogram, hyper_config, specialize
 from ..nn import costs
 from ..nn.checkpoints import load_model
 from ..nn.hypernet import load_hypernet, param_count_hypernet
@@ -69,13 +70,15 @@ def parse_list(value: str | Sequence, kind=int) -> list:
 
 
 def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.125,
-                     domains: str | Sequence[str] = "", *, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+                     domains: str | Sequence[str] = "", *, set_tokens: int = 0, seed: int = 0,
+                     progress: bool = True) -> pd.DataFrame:
     """SLM-hn against its number of experts at one budget (`fraction` of the SLM's), the SLM at
     the same budget as the one-model reference (the paper's Figure 7).
 
-    Per k: generic validation perplexity (routed) and the domains' macro test
-    perplexity before fine-tuning of the top-cluster instantiation (each domain's
-    histogram from its `histogram_set` training set)."""
+    Per k: generic validation perplexity (routed), the domains' macro test perplexity
+    before fine-tuning of the top-cluster instantiation (each domain's histogram from its
+    `histogram_set` training set), and after fine-tuning it on `set_tokens` tokens (default:
+    that set) as SLM-hn does (`domain_ppl_after`)."""
     if not 0 < fraction <= 1:
         raise LabError(f"fraction={fraction}: give a share of the pretraining budget in (0, 1]")
     corpus = load_corpus(scale)
@@ -84,19 +87,26 @@ def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: fl
     slm = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress, budget_flops=[budget]), budget)
     tests = {d: corpus.tokens(d, "test") for d in domains}
     sets = {d: corpus.train_set(d, histogram_set(scale)) for d in domains}
+    n = set_tokens or histogram_set(scale)
     device = pick_device()
     slm_model = load_model(slm["checkpoint"], device)
     rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
              "pretrain_tokens": slm["pretrain_tokens"], "generic_ppl": math.exp(slm["valid_loss"]),
-             "domain_ppl": macro_perplexity({d: evaluate(slm_model, t) for d, t in tests.items()})}]
+             "domain_ppl": macro_perplexity({d: evaluate(slm_model, t) for d, t in tests.items()}),
+             "domain_ppl_after": macro_perplexity({d: specialize_checkpoint(
+                 slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed, progress=False)["ppl_after"]
+                 for d in domains}), "set_tokens": n}]
     for k in parse_list(experts) or get_scale(scale).hypernet_ablation:
         (r,) = methods.pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
         model = load_hypernet(r["checkpoint"], device)
         top = {d: int(np.argmax(domain_histogram(scale, k, s, d))) for d, s in sets.items()}
+        after = {d: specialize("slm-hn", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
+                               pretrain_flops=budget)["ppl_after"] for d in domains}
         rows.append({"experts": k, "method": "slm-hn", "pretrain_flops": r["pretrain_flops"],
                      "pretrain_tokens": r["pretrain_tokens"], "generic_ppl": math.exp(r["valid_loss"]),
                      "domain_ppl": macro_perplexity({d: evaluate(model.instantiate(top[d]), t)
-                                                     for d, t in tests.items()})})
+                                                     for d, t in tests.items()}),
+                     "domain_ppl_after": macro_perplexity(after), "set_tokens": n})
     return pd.DataFrame(rows)
 
 
@@ -154,7 +164,8 @@ def metrics(curves: pd.DataFrame, ablation: pd.DataFrame, table: pd.DataFrame) -
     return {
         "generic_ppl": {m: g["ppl"].tolist() for m, g in curves.groupby("method")},
         "pretrain_flops": {m: g["pretrain_flops"].tolist() for m, g in curves.groupby("method")},
-        "ablation": ablation[["experts", "method", "generic_ppl", "domain_ppl"]].to_dict(orient="records"),
+        "ablation": ablation[["experts", "method", "generic_ppl", "domain_ppl", "domain_ppl_after",
+                              "set_tokens"]].to_dict(orient="records"),
         "domains": domains,
         "macro_ppl_before": {m: macro_perplexity(g["ppl_before"]) for m, g in table.groupby("method")},
         "macro_ppl_after": {m: macro_perplexity(g["ppl_after"]) for m, g in table.groupby("method")},

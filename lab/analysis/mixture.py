@@ -12,7 +12,8 @@ from .. import methods
 from ..data.corpus import load_corpus
 from ..errors import LabError
 from ..methods.common import pick_checkpoint
-from ..methods.mixture import SELECTIONS, n_experts
+from ..methods.dense import specialize_checkpoint
+from ..methods.mixture import SELECTIONS, n_experts, specialize
 from ..scales import get_scale
 from ..training.evaluate import macro_perplexity
 from ..training.train import train_config
@@ -70,20 +71,38 @@ def parse_experts(experts: str | Sequence[int], scale: str) -> list[int]:
     return list(experts) or list(get_scale(scale).mixture_ablation)
 
 
-def expert_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.25, *, seed: int = 0,
+def _domains(domains: str | Sequence[str], scale: str) -> list[str]:
+    """A comma-separated string or a list of domains; empty: the scale's study domains."""
+    if isinstance(domains, str):
+        domains = [d for d in domains.replace(" ", "").split(",") if d]
+    return list(domains) or load_corpus(scale).study_domains
+
+
+def expert_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.25,
+                    domains: str | Sequence[str] = "", *, set_tokens: int = 0, seed: int = 0,
                     progress: bool = True) -> pd.DataFrame:
-    """Generic perplexity against the number of experts at one budget (`fraction` of the SLM's),
-    with the SLM at the same budget as the 1-expert reference (the paper's Figure 11)."""
+    """The mixture against its number of experts at one budget (`fraction` of the SLM's), with the SLM
+    at the same budget as the 1-expert reference (the paper's Figure 11): generic perplexity (`ppl`) and
+    the domains' macro test perplexity after fine-tuning on `set_tokens` tokens (default: the smallest
+    set) as SLM-mix does, top-cluster expert (`domain_ppl_after`)."""
     if not 0 < fraction <= 1:
         raise LabError(f"fraction={fraction}: give a share of the pretraining budget in (0, 1]")
     budget = fraction * train_config("slm", scale).pretrain_flops
+    domains = _domains(domains, scale)
+    n = set_tokens or min(get_scale(scale).set_tokens)
     slm = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress), budget)
+    after = {d: specialize_checkpoint(slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed,
+                                      progress=False)["ppl_after"] for d in domains}
     rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
-             "tokens_per_expert": slm["pretrain_tokens"], "ppl": math.exp(slm["valid_loss"])}]
+             "tokens_per_expert": slm["pretrain_tokens"], "ppl": math.exp(slm["valid_loss"]),
+             "domain_ppl_after": macro_perplexity(after), "set_tokens": n}]
     for k in parse_experts(experts, scale):
         (r,) = methods.pretrain("slm-mix", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
+        after = {d: specialize("slm-mix", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
+                               pretrain_flops=budget)["ppl_after"] for d in domains}
         rows.append({"experts": k, "method": "slm-mix", "pretrain_flops": r["pretrain_flops"],
-                     "tokens_per_expert": r["expert_tokens"][0], "ppl": math.exp(r["valid_loss"])})
+                     "tokens_per_expert": r["expert_tokens"][0], "ppl": math.exp(r["valid_loss"]),
+                     "domain_ppl_after": macro_perplexity(after), "set_tokens": n})
     return pd.DataFrame(rows)
 
 
@@ -108,12 +127,9 @@ def compare_selection(scale: str, set_tokens: int = 0, domains: str | Sequence[s
                       progress: bool = True) -> pd.DataFrame:
     """The three selection rules on each domain (the paper's Table 5; default: the corpus's
     `study_domains`), and the fine-tuned SLM for reference: one row per (domain, rule). `set_tokens` 0 means the scale's smallest set."""
-    corpus = load_corpus(scale)
-    set_tokens = set_tokens or min(corpus.scale.set_tokens)
-    if isinstance(domains, str):
-        domains = [d for d in domains.replace(" ", "").split(",") if d]
+    set_tokens = set_tokens or min(get_scale(scale).set_tokens)
     rows = []
-    for domain in domains or corpus.study_domains:
+    for domain in _domains(domains, scale):
         for rule in SELECTIONS:
             r = methods.specialize("slm-mix", domain, set_tokens, scale, seed=seed, progress=progress,
                                    experts=experts, selection=rule)
@@ -182,6 +198,7 @@ def notebook_metrics(rows: list[dict], curves: pd.DataFrame, cross: dict, ablati
         "expert_tokens": last["expert_tokens"], "expert_windows": last["expert_windows"],
         "pretrain_tokens": last["pretrain_tokens"],
         "ablation": {int(r.experts): r.ppl for r in ablation.itertuples()},
+        "ablation_after": {int(r.experts): r.domain_ppl_after for r in ablation.itertuples()},
         "selection": {m: {"macro_ppl_before": s.macro_ppl_before, "macro_ppl_after": s.macro_ppl_after,
                           "mean_specialize_flops": s.mean_specialize_flops} for m, s in summary.iterrows()},
         "domains": per_domain,

@@ -25,6 +25,16 @@ from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoi
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
 
+def specialize_checkpoint(checkpoint: str, kind: str, domain: str, set_tokens: int, scale: str | Scale, *,
+                          method: str, seed: int = 0, progress: bool = True, lora_rank: int = 0) -> ResultRow:
+    """A dense checkpoint fine-tuned on a domain with the scale's recipe: the SLM's and the LLM's
+    specialization, and the one-model reference of the ablations, which pretrain runs of their own."""
+    dom, train = domain_data(domain, set_tokens, scale)
+    config = finetune_config(kind, scale, len(train), seed=seed, lora_rank=lora_rank)
+    return runs.specialize_run(checkpoint, kind, scale, dom.name, train, dom.validation, dom.test, method=method,
+                               seed=seed, config=config, progress=progress)
+
+
 class Dense(Method):
     """A transformer of the scale's SLM or LLM shape, pretrained on the generic corpus and
     fine-tuned on the domain set (`lab.methods.runs.specialize_run`)."""
@@ -43,11 +53,9 @@ class Dense(Method):
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
                    pretrain_flops: float | None = None, progress: bool = True, lora_rank: int = 0) -> ResultRow:
-        dom, train = domain_data(domain, set_tokens, scale)
         ckpt = pick_checkpoint(self.pretrain(scale, seed=seed, progress=progress), pretrain_flops)
-        config = finetune_config(self.kind, scale, len(train), seed=seed, lora_rank=lora_rank)
-        return runs.specialize_run(ckpt["checkpoint"], self.kind, scale, dom.name, train, dom.validation,
-                                   dom.test, method=self.name, seed=seed, config=config, progress=progress)
+        return specialize_checkpoint(ckpt["checkpoint"], self.kind, domain, set_tokens, scale, method=self.name,
+                                     seed=seed, progress=progress, lora_rank=lora_rank)
 
     def price(self, step: Step, layout: Layout) -> float:
         # SLM-d fine-tunes its LLM teacher with this very recipe and keeps the row: at the

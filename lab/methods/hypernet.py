@@ -157,13 +157,17 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               instantiate: str = "top", lora_rank: int = 0) -> ResultRow:
+               instantiate: str = "top", lora_rank: int = 0,
+               budget_flops: Sequence[float] | None = None) -> ResultRow:
+    """SLM-hn on a domain: the SLM the hyper-network generates for the domain's histogram, fine-tuned on its
+    set, from the checkpoint nearest `pretrain_flops` of the run with checkpoints at `budget_flops` (default:
+    the study's run; the ablations pass a shorter run of their own)."""
     if instantiate not in INSTANTIATIONS:
         raise LabError(f"unknown instantiation {instantiate!r}: choose one of {', '.join(INSTANTIATIONS)}")
     cfg = hyper_config(scale, experts)
     dom, train = domain_data(domain, set_tokens, scale)
-    ckpt = Path(pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=cfg.n_experts),
-                                pretrain_flops)["checkpoint"])
+    ckpt = Path(pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=cfg.n_experts,
+                                         budget_flops=budget_flops), pretrain_flops)["checkpoint"])
     config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
     key = {"method": "slm-hn", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "experts": cfg.n_experts, "instantiate": instantiate,

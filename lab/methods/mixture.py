@@ -178,12 +178,17 @@ def select_expert(rule: str, model: BatchedGPT, histogram: np.ndarray, train: np
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               selection: str = "top", lora_rank: int = 0) -> ResultRow:
+               selection: str = "top", lora_rank: int = 0,
+               budget_flops: Sequence[float] | None = None) -> ResultRow:
+    """SLM-mix on a domain: the expert `selection` picks, fine-tuned on the domain's set, from the mixture
+    checkpoint nearest `pretrain_flops` of the run with checkpoints at `budget_flops` (default: the
+    study's run; the ablations pass a shorter run of their own)."""
     if selection not in SELECTIONS:
         raise LabError(f"unknown expert selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
     k = n_experts(scale, experts)
     dom, train = domain_data(domain, set_tokens, scale)
-    ckpt = pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=k), pretrain_flops)
+    ckpt = pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=k, budget_flops=budget_flops),
+                           pretrain_flops)
     mixture_ckpt = Path(ckpt["checkpoint"])
     config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
     key = {"method": "slm-mix", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,

@@ -24,13 +24,15 @@ def generic_curves(curves: pd.DataFrame):
 
 
 def experts_ablation(ablation: pd.DataFrame):
-    """Generic and domain perplexity against the number of experts at one budget; the SLM
-    (one model, no experts) as dashed lines."""
+    """Generic perplexity, and domain perplexity before and after fine-tuning, against the number of experts
+    at one budget (the paper's Figure 7); the SLM (one model, no experts) as dashed lines."""
     hn = ablation[ablation["method"] == "slm-hn"]
     slm = ablation[ablation["method"] == "slm"].iloc[0]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     panels = (("generic_ppl", "generic validation perplexity", "generic corpus (each window routed)"),
-              ("domain_ppl", "domain test perplexity", "domains before fine-tuning (top-cluster SLM, macro)"))
+              ("domain_ppl", "macro domain test perplexity", "before fine-tuning (top-cluster SLM)"),
+              ("domain_ppl_after", "macro domain test perplexity",
+               f"after fine-tuning on {int(slm['set_tokens']):,} tokens"))
     for ax, (column, label, title) in zip(axes, panels):
         ax.plot(hn["experts"], hn[column], marker="o", label="SLM-hn")
         ax.axhline(slm[column], color="0.4", ls="--", lw=1, label="SLM")

@@ -28,20 +28,26 @@ def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
 
 
 def expert_ablation(table: pd.DataFrame):
-    """Generic perplexity against the number of experts at one budget; 1 expert is the SLM."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    sns.lineplot(data=table, x="experts", y="ppl", marker="o", ax=ax, label="SLM-mix")
-    slm = table[table["method"] == "slm"]
-    if len(slm):
-        ax.axhline(float(slm["ppl"].iloc[0]), color="gray", linestyle="--", label="SLM (1 expert)")
+    """Generic perplexity, and domain perplexity after fine-tuning the top-cluster expert, against the number
+    of experts at one budget (the paper's Figure 11); the SLM (one expert) as a dashed line."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    mix, slm = table[table["method"] == "slm-mix"], table[table["method"] == "slm"]
+    n = int(table["set_tokens"].iloc[0])
+    panels = (("ppl", "generic validation perplexity", "generic corpus (each window routed)"),
+              ("domain_ppl_after", "macro domain test perplexity", f"after fine-tuning on {n:,} tokens"))
+    ks = sorted(mix["experts"].unique())
+    for ax, (column, label, title) in zip(axes, panels):
+        ax.plot(mix["experts"], mix[column], marker="o", label="SLM-mix")
+        if len(slm):
+            ax.axhline(float(slm[column].iloc[0]), color="0.4", ls="--", lw=1, label="SLM (1 expert)")
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.minorticks_off()
+        ax.set_xlabel("experts (k-means clusters)")
+        ax.set_ylabel(label)
+        ax.set_title(title, fontsize=10)
         ax.legend()
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(sorted(table["experts"].unique()), [str(k) for k in sorted(table["experts"].unique())])
-    ax.minorticks_off()
-    ax.set_xlabel("experts (k-means clusters)")
-    ax.set_ylabel("generic validation perplexity")
-    flops = table["pretrain_flops"].median()
-    ax.set_title(f"Number of experts at {flops:.2g} pretraining FLOPs")
+    fig.suptitle(f"Number of experts at {table['pretrain_flops'].median():.2g} pretraining FLOPs")
     fig.tight_layout()
     return fig
 
