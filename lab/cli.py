@@ -338,8 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                "many workers (with --address: at most this many at a time)")
     p.add_argument("--address", help="run the steps on an existing Ray cluster: auto (the one `ray start` runs "
                                      "on this machine), HOST:PORT or ray://HOST:PORT")
-    p.add_argument("--pretrain-launcher", help='run each pretraining step as `LAUNCHER -m lab pretrain ...`, e.g. '
-                                               '"torchrun --nproc_per_node=8" (every GPU of the machine)')
+    p.add_argument("--pretrain-launcher", help='run the SLM\'s and the LLM\'s pretraining as `LAUNCHER -m lab '
+                                               'pretrain ...`, e.g. "torchrun --nproc_per_node=8" (8 GPUs)')
     p.set_defaults(fn=cmd_study)
 
     results = sub.add_parser("results", help="the results store").add_subparsers(dest="action", required=True)

@@ -10,7 +10,9 @@ from lab.cli import main
 from lab.errors import LabError
 from lab.methods.store import load_results
 from lab.paths import scale_dir
-from lab.study.workers import dependencies
+from lab.methods.base import Step
+from lab.study.run import launched
+from lab.study.workers import dependencies, resources
 
 # SLM's pretraining then two fine-tunes: the fine-tunes run side by side, after the pretraining.
 STUDY = {"methods_": ["slm"], "domains": ["code", "legal"], "set_sizes": [2_000], "curve_sets": []}
@@ -76,3 +78,24 @@ def test_the_sequential_study_does_not_import_ray(tiny_corpus):
             "assert main(['study', '--scale', 'tiny', '--methods', 'slm', '--domains', 'code', '--set-sizes', '2000', "
             "'--curve-sets']) == 0; assert 'ray' not in sys.modules, 'ray imported'")
     subprocess.run([sys.executable, "-c", code], check=True, env=os.environ)
+
+
+def test_steps_ask_for_a_cpu_and_a_share_of_a_gpu(tiny_corpus):
+    plan = study.make_plan("tiny", ["slm", "slm-mix"], ["code"], [2_000], curve_sets=[])
+    pre = {s.method: s for s in plan.steps if s.phase == "pretrain"}
+    tune = next(s for s in plan.steps if s.phase == "specialize")
+    assert resources(tune, gpus=False) == {"num_cpus": 1}
+    assert resources(tune, gpus=True) == {"num_cpus": 1, "num_gpus": 0.25}  # four small runs share a GPU
+    big = Step("slm", "pretrain", flops=1e18)
+    assert resources(big, gpus=True)["num_gpus"] == 1.0
+    torchrun = ["torchrun", "--nproc_per_node=8"]
+    assert resources(big, gpus=True, launcher=torchrun) == {"num_cpus": 1}  # torchrun places its own processes
+    assert launched(pre["slm"], torchrun) and not launched(pre["slm-mix"], torchrun) and not launched(tune, torchrun)
+
+
+def test_the_study_hands_pretraining_to_a_launcher(tiny_corpus, capfd):
+    report = study.run_study("tiny", progress=False, log=print, pretrain_launcher=sys.executable, **STUDY)
+    assert report.ok
+    out = capfd.readouterr().out
+    assert "generic valid loss" in out  # what `python -m lab pretrain` prints, before the study's lines
+    assert out.index("generic valid loss") < out.index("[1/3] slm pretraining")

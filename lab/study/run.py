@@ -34,6 +34,7 @@ import math
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -166,8 +167,8 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
 
     `workers` (a local Ray cluster of that many) or `address` (an existing cluster) runs
     independent steps in parallel (`lab.study.workers`); without either, one after another
-    in this process. `pretrain_launcher` (e.g. "torchrun --nproc_per_node=8") runs each
-    pretraining step as `<launcher> -m lab pretrain ...`."""
+    in this process. `pretrain_launcher` (e.g. "torchrun --nproc_per_node=8") runs the SLM's
+    and the LLM's pretraining steps as `<launcher> -m lab pretrain ...`."""
     plan = make_plan(scale, methods_, domains, set_sizes, curve_sets=curve_sets, is_sets=is_sets,
                      fractions=fractions, seed=seed, **options)
     scale = plan.scale
@@ -322,14 +323,22 @@ def attempt(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict:
 
 
 def launcher_argv(launcher: str | None) -> list[str] | None:
-    """The pretraining launcher as argv, checked: its program must be found here."""
+    """The pretraining launcher as argv, its program found on PATH or beside this Python (the
+    virtual environment's torchrun, when the lab runs as .venv/bin/python -m lab)."""
     if launcher is None:
         return None
     argv = shlex.split(launcher)
-    if not argv or shutil.which(argv[0]) is None:
+    program = argv and (shutil.which(argv[0]) or shutil.which(argv[0], path=str(Path(sys.executable).parent)))
+    if not program:
         raise LabError(f"--pretrain-launcher {launcher!r}: {argv[0] if argv else 'an empty command'} is not a "
                        "program on PATH; give e.g. \"torchrun --nproc_per_node=8\" (torchrun comes with torch)")
-    return argv
+    return [program, *argv[1:]]
+
+
+def launched(step: Step, launcher: list[str] | None) -> bool:
+    """Whether `step` runs through the pretraining launcher. Only a plain transformer trains across
+    processes: the pretraining of a method that is its own recipe (`Method.kind`: slm, llm)."""
+    return bool(launcher) and step.phase == "pretrain" and METHODS[step.method].kind == step.method
 
 
 def _launch_pretraining(step: Step, plan: Plan, launcher: list[str]) -> None:
@@ -347,7 +356,7 @@ def _launch_pretraining(step: Step, plan: Plan, launcher: list[str]) -> None:
 def _run_step(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict:
     t0, started = time.perf_counter(), time.time()
     if step.phase == "pretrain":
-        if launcher:
+        if launched(step, launcher):
             _launch_pretraining(step, plan, launcher)
         rows = METHODS[step.method].pretrain(plan.scale, seed=plan.seed, progress=False, **dict(step.options))
         # Cached if every checkpoint was on disk before the step began.

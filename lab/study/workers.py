@@ -31,7 +31,7 @@ from ..errors import LabError
 from ..methods import METHODS
 from ..methods.base import Step
 from .plan import Plan
-from .run import Ledger, attempt
+from .run import Ledger, attempt, launched
 
 GPU_SHARE = 0.25
 """Of one GPU, for a step under `WHOLE_GPU_FLOPS`: the lab's small models are launch-bound on a GPU,
@@ -71,9 +71,10 @@ def dependencies(plan: Plan) -> dict[str, set[str]]:
     return deps
 
 
-def resources(step: Step, gpus: bool) -> dict:
-    """What one step asks of the cluster: a CPU, and where there are GPUs a share of one."""
-    if not gpus:
+def resources(step: Step, gpus: bool, launcher: list[str] | None = None) -> dict:
+    """What one step asks of the cluster: a CPU, and where there are GPUs a share of one (none for
+    a step the pretraining launcher runs: it places its own processes)."""
+    if not gpus or launched(step, launcher):
         return {"num_cpus": 1}
     return {"num_cpus": 1, "num_gpus": 1.0 if step.flops >= WHOLE_GPU_FLOPS else GPU_SHARE}
 
@@ -162,7 +163,7 @@ class Cluster:
                     if ledger.blocked(step):
                         ledger.skip(step)
                         continue
-                    res = resources(step, self.gpus)
+                    res = resources(step, self.gpus, launcher)
                     # A step is retried by running the study again, not by Ray: a killed worker loses that step.
                     ref = remote.options(**res, max_retries=0).remote(step, plan, launcher, res["num_cpus"])
                     running[ref] = step
