@@ -20,8 +20,9 @@ a longer run repeats them (`select` is told the budget's count, the caller caps 
 
 Closeness (`Selection.selected_kl`, `generic_kl`): DSIR's paper judges a
 selection by the KL divergence from the domain's hashed n-gram distribution to
-the selection's, lower being closer; both are add-one smoothed over the buckets
-so that an n-gram the stream lacks costs a finite amount.
+the selection's, lower being closer, against a uniformly random selection of the
+same size (fewer windows cover fewer n-grams, so sizes must match). Counts are
+add-one smoothed over the buckets so that an n-gram a stream lacks costs a finite amount.
 
 Words are split with the package's `wordpunct` tokenizer (a regular expression:
 nltk needs no downloaded data for it). Windows are examples as short as one word
@@ -51,7 +52,7 @@ NGRAMS = 2
 """The package's defaults: unigrams and bigrams in 10,000 buckets."""
 MAX_SHARE = 0.5
 """At most this share of the generic windows is selected, so that the selection selects."""
-VERSION = 1
+VERSION = 2
 """Bump when the selection changes: cached selections are then made again."""
 
 
@@ -62,7 +63,7 @@ class Selection:
     log_weights: np.ndarray
     """DSIR's log importance weight of every generic window (in `window_starts` order)."""
     generic_kl: float
-    """KL(domain || generic corpus) of hashed n-gram distributions (nats)."""
+    """KL(domain || as many generic windows drawn uniformly) of hashed n-gram distributions (nats)."""
     selected_kl: float
     """KL(domain || selected windows): below `generic_kl` when the selection moved towards the domain."""
     key: dict
@@ -133,7 +134,8 @@ def select(generic: np.ndarray, domain_set: np.ndarray, context: int, decode: De
                         for line in f.read_text().splitlines() if line)
     chosen = np.asarray(chosen, dtype=np.int64)
     domain_counts = ngram_counts(target)
-    generic_kl = ngram_kl(domain_counts, ngram_counts(texts))
+    uniform = np.random.default_rng(seed).choice(len(texts), len(chosen), replace=False)
+    generic_kl = ngram_kl(domain_counts, ngram_counts([texts[i] for i in uniform]))
     selected_kl = ngram_kl(domain_counts, ngram_counts([texts[i] for i in chosen]))
     selection = Selection(starts[chosen], log_weights, generic_kl, selected_kl, key)
     with atomic.atomic_path(path) as out:
