@@ -35,15 +35,24 @@ def test_notebook_00_data(tiny_corpus, tmp_path):
 
 
 def test_notebook_01_pretraining(tiny_corpus, tmp_path):
-    run_notebooks("tiny", tmp_path, ["01"], cell_timeout=900, parameters={"domains": "legal,code,medicine"})
+    run_notebooks("tiny", tmp_path, ["01"], cell_timeout=900,
+                  parameters={"domains": "legal,code,medicine", "cost_axis": "hours"})
     m = _metrics(tmp_path, "01_pretraining.json")
     for model, ppl in m["generic_ppl"].items():
         assert all(math.isfinite(p) for p in ppl) and ppl[-1] < ppl[0], model
     table = m["table4"]
     for domain in ("legal", "code", "medicine"):
         row = table[domain]
-        finetuned = [row[f"SLM {n:,}"] for n in (2_000, 16_000, 128_000)]
-        assert all(v < row["generic only"] for v in finetuned), (domain, row)
-        assert finetuned[-1] < finetuned[0]
+        for model, generic in (("SLM", "generic only"), ("LLM", "LLM generic only")):  # Table 4 with its LLM
+            finetuned = [row[f"{model} {n:,}"] for n in (2_000, 16_000, 128_000)]
+            assert all(v < row[generic] for v in finetuned), (domain, model, row)
+            assert finetuned[-1] < finetuned[0], (domain, model)
     assert set(table) == {"legal", "code", "medicine", "average"}
     assert (tmp_path / "01_generic_curves.png").exists() and (tmp_path / "01_table4.png").exists()
+    # Figure 14: LoRA (rank 8) trains fewer weights than full fine-tuning, and still learns the domains.
+    lora = m["fig14_lora"]["slm"]
+    full, low = lora["full"], lora["lora r=8"]
+    assert set(full["ppl_after"]) == set(low["ppl_after"]) == {"2000", "16000", "128000"}
+    assert all(low["trained_params"][n] < full["trained_params"][n] / 2 for n in full["trained_params"])
+    assert all(math.isfinite(p) and 1 < p < table["average"]["generic only"] for p in low["ppl_after"].values())
+    assert (tmp_path / "01_lora.png").stat().st_size > 1000

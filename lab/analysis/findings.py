@@ -446,6 +446,20 @@ def findings_table(findings: list[Finding]) -> pd.DataFrame:
                           "missing": ", ".join(f.missing)} for f in findings]).set_index("finding")
 
 
+def table2(pretrain: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 2 (A100 GPU-hours per billion training tokens: SLM 2.2, SLM-pn 3.6, LLM 7.7) as
+    measured here: per pretrained model, device-hours per billion tokens over its whole run, the ratio to the
+    SLM's, and the device."""
+    last = pretrain.sort_values("pretrain_flops").groupby("method").tail(1)
+    last = last[last["pretrain_tokens"] > 0]
+    table = pd.DataFrame({"method": last["method"],
+                          "hours_per_billion_tokens": last["pretrain_hours"] / last["pretrain_tokens"] * 1e9,
+                          "device": last["device"]}).set_index("method")
+    if "slm" in table.index:
+        table.insert(1, "ratio_to_slm", table["hours_per_billion_tokens"] / table.loc["slm", "hours_per_billion_tokens"])
+    return table
+
+
 def _interpolate(x: np.ndarray, y: np.ndarray, at: float, log_y: bool = True) -> float:
     """`y` at cost `at`, linear in log cost (and log `y`), never extrapolated: NaN outside the costs
     measured (a single point counts only where it sits). Costs all zero: the best `y` (no pretraining)."""
@@ -502,6 +516,7 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
     `cost` axis, and the devices the measured times come from."""
     points = macro_points(study.results)
     t8 = table8(points, study.pretrain, cost=cost)
+    t2 = table2(study.pretrain)
     final = points[points["fraction"] == points.groupby(["method", "set_tokens"])["fraction"].transform("max")]
     macro = {m: {str(int(r.set_tokens)): {"before": float(r.ppl_before), "after": float(r.ppl_after),
                                           "pretrain_flops": float(r.pretrain_flops),
@@ -525,4 +540,6 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
         "devices": [d for d in devices(points["device"], study.pretrain["device"]).split("; ") if d],
         "table8": [{"cost": c, "method": m, **{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}}
                    for (c, m), row in t8.iterrows()],
+        "table2": {m: {"hours_per_billion_tokens": float(r["hours_per_billion_tokens"]), "device": r["device"]}
+                   for m, r in t2.iterrows()},
     }
