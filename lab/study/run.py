@@ -24,7 +24,8 @@ Time. Each step is priced before it runs (its method's `price`: a fine-tuning
 at its step cap, so an upper bound), and the estimate of the time left converts
 the FLOPs still to run at the seconds per FLOP measured so far for that kind of
 step (method and phase), from earlier studies in the manifest or, before any
-measurement, at the method's quiet-machine prior (`Method.seconds_per_flop`).
+measurement, at the method's quiet-machine prior (`Method.seconds_per_flop`);
+on a cluster, shared among the steps that run at once.
 """
 from __future__ import annotations
 
