@@ -14,7 +14,7 @@ def finite(x):
 def test_notebook_05_mixture(tiny_corpus, tmp_path):
     # Two domains keep the selection rules (about six fine-tunings a domain) to seconds; at tiny
     # the 8k-token set, as 1k tokens often stop fine-tuning at step 0.
-    run_notebooks("tiny", tmp_path, ["05"], cell_timeout=600, parameters={"domains": DOMAINS, "set_tokens": 8_000})
+    run_notebooks("tiny", tmp_path, ["05"], cell_timeout=600, parameters={"domains": DOMAINS, "set_tokens": 8_000, "cost_axis": "hours"})
     m = json.loads((tmp_path / "05_mixture.json").read_text())
     k = m["experts"]
     assert k == 4 and len(m["expert_tokens"]) == k == len(m["expert_windows"])

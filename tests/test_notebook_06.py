@@ -10,7 +10,7 @@ def test_notebook_06_distillation(tiny_corpus, tmp_path):
 
     run_notebooks("tiny", tmp_path, ["06"], cell_timeout=600,
                   parameters={"domains": "legal", "set_index": 0, "budgets": 2,
-                              "compare_with": "no-such-method"})
+                              "compare_with": "no-such-method", "cost_axis": "hours"})
     m = json.loads((tmp_path / "06_distillation.json").read_text())
     assert m["domains"] == ["legal"] and m["runs"] == 3 + 2 + 2
     assert any(s.startswith("no-such-method") for s in m["skipped"])

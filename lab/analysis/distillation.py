@@ -32,14 +32,16 @@ def study(scale: str, domains: Sequence[str], set_sizes: Sequence[int], *, seed:
 
     Columns: method, domain, set_tokens, student_flops (pretraining of the deployed model),
     teacher_flops (SLM-d only, else 0), pretrain_flops (all pretraining), specialize_flops,
-    ppl_before, ppl_after, student_sweep, teacher_sweep, cached, seconds.
+    the same pretraining costs in measured device-hours (student_hours, teacher_hours,
+    pretrain_hours), ppl_before, ppl_after, student_sweep, teacher_sweep, cached, seconds.
     """
     check_options(alpha, temperature)
     if budgets < 0:
         raise LabError(f"budgets={budgets}: give how many of the largest checkpoints to use, or 0 for all")
     # [-0:] is the whole list: budgets=0 keeps every checkpoint.
-    student_budgets = _budgets("slm", scale, seed, progress)[-budgets:]
-    teacher_budgets = _budgets("llm", scale, seed, progress)[-budgets:]
+    hours = {m: _hours(m, scale, seed, progress) for m in ("slm", "llm")}
+    student_budgets = sorted(hours["slm"])[-budgets:]
+    teacher_budgets = sorted(hours["llm"])[-budgets:]
     jobs = []
     for s in student_budgets:
         jobs.append(("slm-d", {"pretrain_flops": s, "teacher_flops": teacher_budgets[-1]}))
@@ -51,7 +53,8 @@ def study(scale: str, domains: Sequence[str], set_sizes: Sequence[int], *, seed:
     skipped = []
     for method in compare_with:
         try:
-            jobs += [(method, {"pretrain_flops": b}) for b in _budgets(method, scale, seed, progress)[-budgets:]]
+            hours[method] = _hours(method, scale, seed, progress)
+            jobs += [(method, {"pretrain_flops": b}) for b in sorted(hours[method])[-budgets:]]
         except (ModuleNotFoundError, LabError) as e:
             skipped.append(f"{method}: {e}")
     rows = []
@@ -65,26 +68,34 @@ def study(scale: str, domains: Sequence[str], set_sizes: Sequence[int], *, seed:
                 raise
             skipped.append(f"{method} on {domain} ({n:,} tokens): {e}")
             continue
-        rows.append(_study_row(row, opts, student_budgets[-1], teacher_budgets[-1]))
+        rows.append(_study_row(row, opts, student_budgets[-1], teacher_budgets[-1], hours))
     return pd.DataFrame(rows), skipped
 
 
-def _budgets(method: str, scale: str, seed: int, progress: bool) -> list[float]:
-    return sorted(r["pretrain_flops"] for r in methods.pretrain(method, scale, seed=seed, progress=progress))
+def _hours(method: str, scale: str, seed: int, progress: bool) -> dict[float, float]:
+    """Each pretraining checkpoint's FLOPs -> the measured device-hours of its run up to it."""
+    return {r["pretrain_flops"]: r["seconds"] / 3600
+            for r in methods.pretrain(method, scale, seed=seed, progress=progress)}
 
 
-def _study_row(row: dict, opts: dict, top_student: float, top_teacher: float) -> dict:
+def _study_row(row: dict, opts: dict, top_student: float, top_teacher: float,
+               hours: dict[str, dict[float, float]]) -> dict:
     extra = row["extra"]
     distilled = row["method"] == "slm-d"
+    student = extra["student_pretrain_flops"] if distilled else row["pretrain_flops"]
+    teacher = extra["teacher_pretrain_flops"] if distilled else 0.0
+    student_hours = hours["slm" if distilled else row["method"]][student]
+    teacher_hours = hours["llm"][teacher] if distilled else 0.0
     return {
         "method": row["method"], "domain": row["domain"], "set_tokens": row["set_tokens"],
-        "student_flops": extra["student_pretrain_flops"] if distilled else row["pretrain_flops"],
-        "teacher_flops": extra["teacher_pretrain_flops"] if distilled else 0.0,
+        "student_flops": student, "teacher_flops": teacher,
         "pretrain_flops": row["pretrain_flops"], "specialize_flops": row["specialize_flops"],
+        "student_hours": student_hours, "teacher_hours": teacher_hours,
+        "pretrain_hours": student_hours + teacher_hours,
         "ppl_before": row["ppl_before"], "ppl_after": row["ppl_after"],
         "student_sweep": distilled and opts["teacher_flops"] == top_teacher,
         "teacher_sweep": distilled and opts["pretrain_flops"] == top_student,
-        "cached": row["cached"], "seconds": row["seconds"],
+        "cached": row["cached"], "seconds": row["seconds"], "device": row["device"],
     }
 
 
@@ -94,6 +105,8 @@ def macro(table: pd.DataFrame) -> pd.DataFrame:
     keys = ["method", "set_tokens", "student_flops", "teacher_flops", "student_sweep", "teacher_sweep"]
     out = table.groupby(keys, as_index=False).agg(
         domains=("domain", "nunique"), pretrain_flops=("pretrain_flops", "mean"),
+        student_hours=("student_hours", "mean"), teacher_hours=("teacher_hours", "mean"),
+        pretrain_hours=("pretrain_hours", "mean"), device=("device", lambda d: "; ".join(sorted(set(d.dropna())))),
         specialize_flops=("specialize_flops", "mean"), ppl_before=("ppl_before", macro_perplexity),
         ppl_after=("ppl_after", macro_perplexity))
     return out.sort_values(keys[:4]).reset_index(drop=True)

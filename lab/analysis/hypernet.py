@@ -54,7 +54,8 @@ def generic_curves(scale: str, *, experts: int | None = None, seed: int = 0, pro
              "llm": methods.pretrain("llm", scale, seed=seed, progress=progress),
              f"slm-hn ({k} experts)": methods.pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k)}
     rows = [{"method": name, "pretrain_flops": r["pretrain_flops"], "pretrain_tokens": r["pretrain_tokens"],
-             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"])}
+             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"]),
+             "pretrain_hours": r["seconds"] / 3600, "device": r["device"]}
             for name, rs in found.items() for r in rs]
     return pd.DataFrame(rows).sort_values(["method", "pretrain_flops"], ignore_index=True)
 

@@ -29,7 +29,8 @@ def generic_curves(scale: str, *, experts: int | None = None, with_llm: bool = T
     if with_llm:
         runs_["llm"] = methods.pretrain("llm", scale, seed=seed, progress=progress)
     rows = [{"method": name, "pretrain_flops": r["pretrain_flops"], "pretrain_tokens": r["pretrain_tokens"],
-             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"])}
+             "valid_loss": r["valid_loss"], "ppl": math.exp(r["valid_loss"]),
+             "pretrain_hours": r["seconds"] / 3600, "device": r["device"]}
             for name, rs in runs_.items() for r in rs]
     return pd.DataFrame(rows).sort_values(["method", "pretrain_flops"], ignore_index=True)
 

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import flops_axis, perplexity_yaxis
+from . import Cost, perplexity_yaxis
 
 LABELS = {"slm": "SLM", "llm": "LLM (reference: 4x the inference cost)", "slm-d": "SLM-d (teacher: largest LLM)",
           "slm-d-teacher": "SLM-d (student: largest SLM, teacher varies)", "slm-mix": "SLM-mix", "slm-hn": "SLM-hn"}
@@ -18,8 +18,8 @@ COLORS = dict(zip(["slm", "slm-d", "slm-d-teacher", "llm", "slm-mix", "slm-hn"],
 DASHED = {"llm"}
 
 
-def _log_axes(ax) -> None:
-    flops_axis(ax)
+def _log_axes(ax, cost: Cost) -> None:
+    cost.axis(ax)
     perplexity_yaxis(ax)
 
 
@@ -31,57 +31,63 @@ def _curves(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([plain, students, teachers], ignore_index=True)
 
 
-def _draw(ax, curves: pd.DataFrame, x: str) -> None:
+def _draw(ax, curves: pd.DataFrame, x: str, cost: Cost) -> None:
     for series, g in curves.groupby("series", sort=False):
         g = g.sort_values(x)
         ax.plot(g[x], g["ppl_after"], marker="o", ls="--" if series in DASHED else "-",
                 color=COLORS.get(series), label=LABELS.get(series, series))
-    _log_axes(ax)
+    _log_axes(ax, cost)
     ax.set_ylabel("test perplexity after fine-tuning")
 
 
-def figure5(summary: pd.DataFrame):
+def figure5(summary: pd.DataFrame, cost: str = "flops"):
     """Left: against the student's pretraining cost (the teacher is free). Right: against all
-    pretraining, the teacher's included. One row of panels per in-domain set size."""
+    pretraining, the teacher's included. One row of panels per in-domain set size. Costs in FLOPs or
+    measured device-hours (`cost`)."""
+    cost = Cost.of(cost, summary)
     curves = _curves(summary)
     sizes = sorted(curves["set_tokens"].unique())
     fig, axes = plt.subplots(len(sizes), 2, figsize=(13, 4.5 * len(sizes)), squeeze=False, sharey="row")
     for (left, right), n in zip(axes, sizes):
         at = curves[curves.set_tokens == n]
-        _draw(left, at[at.series != "slm-d-teacher"], "student_flops")
-        left.set_xlabel("pretraining FLOPs of the deployed model (SLM-d: student)")
+        _draw(left, at[at.series != "slm-d-teacher"], cost.column("student"), cost)
+        left.set_xlabel(cost.label("pretraining of the deployed model (SLM-d: student)"))
         left.set_title(f"{n:,}-token domain set: teacher not counted")
-        _draw(right, at, "pretrain_flops")
-        right.set_xlabel("all pretraining FLOPs (SLM-d: teacher + student)")
+        _draw(right, at, cost.column("pretrain"), cost)
+        right.set_xlabel(cost.label("all pretraining (SLM-d: teacher + student)"))
         right.set_ylabel("")
         right.set_title(f"{n:,}-token domain set: teacher counted")
     handles, labels = axes[0, 1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=3, bbox_to_anchor=(0.5, -0.02), frameon=False)
     fig.suptitle("Distillation against the SLM (macro-average over domains)")
     fig.tight_layout(rect=(0, 0.06, 1, 1))
+    cost.note(fig)
     return fig
 
 
-def teacher_budget(summary: pd.DataFrame):
-    """SLM-d from the largest SLM against its teacher's pretraining cost, with the teacher
-    itself (the fine-tuned LLM) and the SLM it must beat (dashed line)."""
+def teacher_budget(summary: pd.DataFrame, cost: str = "flops"):
+    """SLM-d from the largest SLM against its teacher's pretraining cost (FLOPs or measured device-hours),
+    with the teacher itself (the fine-tuned LLM) and the SLM it must beat (dashed line)."""
+    cost = Cost.of(cost, summary)
+    teacher_x, own_x = cost.column("teacher"), cost.column("student")
     sizes = sorted(summary["set_tokens"].unique())
     fig, axes = plt.subplots(1, len(sizes), figsize=(5.5 * len(sizes), 4.2), squeeze=False)
     for ax, n in zip(axes[0], sizes):
         at = summary[summary.set_tokens == n]
-        distilled = at[(at.method == "slm-d") & at.teacher_sweep].sort_values("teacher_flops")
-        teacher = at[at.method == "llm"].sort_values("student_flops")
+        distilled = at[(at.method == "slm-d") & at.teacher_sweep].sort_values(teacher_x)
+        teacher = at[at.method == "llm"].sort_values(own_x)
         slm = at[at.method == "slm"].sort_values("student_flops").iloc[-1]
-        ax.plot(distilled["teacher_flops"], distilled["ppl_after"], marker="o", color=COLORS["slm-d-teacher"],
+        ax.plot(distilled[teacher_x], distilled["ppl_after"], marker="o", color=COLORS["slm-d-teacher"],
                 label="SLM-d (student: largest SLM)")
-        ax.plot(teacher["student_flops"], teacher["ppl_after"], marker="s", ls="--", color=COLORS["llm"],
+        ax.plot(teacher[own_x], teacher["ppl_after"], marker="s", ls="--", color=COLORS["llm"],
                 label="its teacher: the LLM fine-tuned")
         ax.axhline(slm["ppl_after"], color=COLORS["slm"], ls=":", lw=1.5, label="SLM (largest), fine-tuned")
-        _log_axes(ax)
-        ax.set_xlabel("teacher pretraining FLOPs")
+        _log_axes(ax, cost)
+        ax.set_xlabel(cost.label("teacher pretraining"))
         ax.set_ylabel("test perplexity after fine-tuning")
         ax.set_title(f"{n:,}-token domain set")
         ax.legend(fontsize=8)
     fig.suptitle("SLM-d against its teacher's pretraining budget (macro-average over domains)")
     fig.tight_layout()
+    cost.note(fig)
     return fig

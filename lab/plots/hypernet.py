@@ -7,19 +7,22 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import flops_axis, named, perplexity_yaxis
+from . import Cost, named, perplexity_yaxis
 
 
-def generic_curves(curves: pd.DataFrame):
-    """Generic validation perplexity against pretraining FLOPs, one line per model."""
+def generic_curves(curves: pd.DataFrame, cost: str = "flops"):
+    """Generic validation perplexity against pretraining cost (FLOPs, weight generation included, or
+    measured device-hours), one line per model."""
+    cost = Cost.of(cost, curves)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=named(curves), x="pretrain_flops", y="ppl", hue="method", marker="o", ax=ax)
-    flops_axis(ax)
+    sns.lineplot(data=named(curves), x=cost.column("pretrain"), y="ppl", hue="method", marker="o", ax=ax)
+    cost.axis(ax)
     perplexity_yaxis(ax)
-    ax.set_xlabel("pretraining cost (FLOPs, weight generation included)")
+    ax.set_xlabel(cost.label("pretraining cost"))
     ax.set_ylabel("generic validation perplexity")
     ax.set_title("SLM-hn against SLM and LLM at equal pretraining FLOPs")
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 

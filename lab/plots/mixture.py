@@ -7,23 +7,26 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from . import flops_axis, named, perplexity_yaxis
+from . import Cost, named, perplexity_yaxis
 
 
-def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None):
-    """Generic validation perplexity against pretraining FLOPs, one curve per method (log-log)."""
+def generic_ppl(curves: pd.DataFrame, crossover_flops: float | None = None, cost: str = "flops"):
+    """Generic validation perplexity against pretraining cost (FLOPs or measured device-hours), one curve
+    per method (log-log); the crossover is marked on the FLOPs axis, where it was found."""
+    cost = Cost.of(cost, curves)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=named(curves), x="pretrain_flops", y="ppl", hue="method", style="method", markers=True,
+    sns.lineplot(data=named(curves), x=cost.column("pretrain"), y="ppl", hue="method", style="method", markers=True,
                  dashes=False, ax=ax)
-    flops_axis(ax)
+    cost.axis(ax)
     perplexity_yaxis(ax)
-    if crossover_flops:
+    if crossover_flops and cost.kind == "flops":
         ax.axvline(crossover_flops, color="gray", linestyle=":", label=f"crossover {crossover_flops:.2g} FLOPs")
         ax.legend()
-    ax.set_xlabel("pretraining compute (FLOPs)")
+    ax.set_xlabel(cost.label("pretraining cost"))
     ax.set_ylabel("generic validation perplexity")
     ax.set_title("Generic perplexity at equal pretraining FLOPs")
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 

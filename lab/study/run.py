@@ -366,7 +366,7 @@ def _run_step(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict
         loss = last.get("valid_loss")
         summary = f"{len(rows)} checkpoints, largest {last['pretrain_flops']:.3g} FLOPs" + \
             (f", generic perplexity {math.exp(loss):.1f}" if loss is not None else "")
-        keep = ("checkpoint", "pretrain_flops", "pretrain_tokens", "valid_loss", "seconds", "device", "experts")
+        keep = ("checkpoint", "pretrain_flops", "pretrain_tokens", "valid_loss", "seconds", "device", "experts", "steps")
         return {**_step_fields(step), "status": "done", "cached": cached, "seconds": time.perf_counter() - t0,
                 "summary": summary, "rows": [{k: r[k] for k in keep if k in r} for r in rows]}
     options = dict(step.options)
