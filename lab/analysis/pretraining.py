@@ -92,3 +92,38 @@ def metrics(scale: str, curves: pd.DataFrame, table: pd.DataFrame) -> dict:
         "loss_drop_per_doubling": last["loss_drop_per_doubling"].to_dict(),
         "table4": {d: row.to_dict() for d, row in table.iterrows()},
     }
+
+
+def lora_table(scale: str, domains: Sequence[str], set_sizes: Sequence[int], ranks: Sequence[int],
+               seed: int = 0, models: Sequence[str] = ("slm",)) -> pd.DataFrame:
+    """The paper's Figure 14: each model fine-tuned on each domain and set in full (rank 0, Table 4's rows)
+    and with LoRA at each rank, from its largest pretraining checkpoint (cached rows of the results store)."""
+    jobs = [(m, r, d, n) for m in models for r in (0, *ranks) for d in domains for n in set_sizes]
+    rows = []
+    for method, rank, domain, n in tqdm(jobs, desc="full and LoRA fine-tuning"):
+        row = methods.specialize(method, domain, n, scale, seed=seed, progress=False, lora_rank=rank)
+        extra = row["extra"]
+        rows.append({**row.report(), "lora_rank": rank, "trained_params": extra.get("trained_params"),
+                     "best_step": extra.get("best_step")})
+    return pd.DataFrame(rows)
+
+
+def lora_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Macro test perplexity after fine-tuning (over domains), mean specialization FLOPs and trained
+    weights, per model, rank (0: full fine-tuning) and set size."""
+    keys = ["method", "lora_rank", "set_tokens"]
+    return (table.groupby(keys, sort=False)
+            .agg(ppl_after=("ppl_after", macro_perplexity), ppl_before=("ppl_before", macro_perplexity),
+                 specialize_flops=("specialize_flops", "mean"), trained_params=("trained_params", "max"))
+            .reset_index())
+
+
+def lora_metrics(summary: pd.DataFrame) -> dict:
+    """Figure 14 for the metrics file: per model and fine-tuning ("full", "lora r=8"), macro perplexity,
+    specialization FLOPs and trained weights by set size."""
+    out: dict = {}
+    for (method, rank), g in summary.groupby(["method", "lora_rank"], sort=False):
+        out.setdefault(method, {})["full" if rank == 0 else f"lora r={rank}"] = {
+            field: {str(r.set_tokens): getattr(r, field) for r in g.itertuples()}
+            for field in ("ppl_after", "specialize_flops", "trained_params")}
+    return out

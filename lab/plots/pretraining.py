@@ -62,3 +62,22 @@ def table4(table: pd.DataFrame):
     g.set_titles("{col_name}")
     g.figure.suptitle("Fine-tuning helps at every set size; pretraining matters most for the smallest", y=1.02)
     return g.figure
+
+
+def lora(summary: pd.DataFrame):
+    """The paper's Figure 14: macro test perplexity after fine-tuning against in-domain set size, full
+    fine-tuning beside LoRA at each rank (labelled with the weights each trains)."""
+    df = named(summary).assign(fine_tuning=[
+        "full" if r.lora_rank == 0 else f"LoRA, rank {r.lora_rank}" for r in summary.itertuples()])
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    sns.lineplot(data=df, x="set_tokens", y="ppl_after", hue="fine_tuning", style="method", marker="o", ax=ax)
+    for r in df.drop_duplicates(["method", "fine_tuning"], keep="last").itertuples():
+        ax.annotate(f"{r.trained_params:,.0f} trained", (r.set_tokens, r.ppl_after), textcoords="offset points",
+                    xytext=(4, 4), fontsize=8, color="0.35")
+    count_axis(ax)
+    perplexity_yaxis(ax)
+    ax.set_xlabel("in-domain training set (tokens)")
+    ax.set_ylabel("test perplexity after fine-tuning (macro)")
+    ax.set_title("LoRA against full fine-tuning (the paper's Figure 14)")
+    fig.tight_layout()
+    return fig
