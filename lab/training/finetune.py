@@ -123,6 +123,15 @@ class FinetuneRecord:
         return asdict(self)
 
 
+def finetune_train_config(config: FinetuneConfig) -> TrainConfig:
+    """The trainer's settings for a fine-tune: warm-up then a constant rate, no scheduled evaluations
+    (the fine-tuning loop scores the validation set itself, for early stopping)."""
+    return TrainConfig(batch_size=config.batch_size, micro_batch=config.micro_batch, lr=config.lr,
+                       warmup_steps=config.warmup_steps, cooldown=0.0, weight_decay=config.weight_decay,
+                       grad_clip=config.grad_clip, seed=config.seed, precision=config.precision,
+                       eval_every=0, eval_tokens=config.eval_tokens)
+
+
 def finetune(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, config: FinetuneConfig, *,
              loss_fn: LossFn = next_token_loss, extra_flops_per_token: float = 0.0,
              callbacks: dict | None = None, device: torch.device | str | None = None,
@@ -135,10 +144,7 @@ def finetune(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, con
     """
     if config.lora_rank:
         model = LoraGPT(model, config.lora_rank)
-    train_cfg = TrainConfig(batch_size=config.batch_size, micro_batch=config.micro_batch, lr=config.lr,
-                            warmup_steps=config.warmup_steps, cooldown=0.0, weight_decay=config.weight_decay,
-                            grad_clip=config.grad_clip, seed=config.seed, precision=config.precision,
-                            eval_every=0, eval_tokens=config.eval_tokens)
+    train_cfg = finetune_train_config(config)
     sampler = BatchSampler(train_tokens, config.batch_size, model.config.context, seed=config.seed)
     trainer = Trainer(model, train_cfg, sampler, valid=valid_tokens, loss_fn=loss_fn,
                       extra_flops_per_token=extra_flops_per_token, device=device, progress=False)
