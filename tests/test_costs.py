@@ -15,8 +15,8 @@ def test_matmul_params_are_the_linear_layers_including_the_tied_head():
     assert costs.matmul_params(CFG) == linear  # lm_head shares wte's weight but is its own matmul
 
 
-def test_flops_match_a_measured_count():
-    model = GPT(CFG)
+def _counted(model) -> tuple[int, int, int]:
+    """Tokens of a 3-window batch, and the FLOPs PyTorch's counter sees for its forward pass and its training step."""
     x = torch.randint(0, CFG.vocab_size, (3, CFG.context))
     # The math backend runs attention as plain matmuls, which the counter sees.
     with sdpa_kernel(SDPBackend.MATH):
@@ -24,10 +24,16 @@ def test_flops_match_a_measured_count():
             model(x)
         with FlopCounterMode(display=False) as train:
             model(x, x)[1].backward()
-    assert forward.get_total_flops() == x.numel() * costs.forward_flops_per_token(CFG)
-    assert train.get_total_flops() == x.numel() * costs.train_flops_per_token(CFG)
-    assert costs.train_flops(model, x.numel()) == train.get_total_flops()
-    assert costs.inference_flops_per_token(model) == forward.get_total_flops() / x.numel()
+    return x.numel(), forward.get_total_flops(), train.get_total_flops()
+
+
+def test_flops_match_a_measured_count():
+    model = GPT(CFG)
+    tokens, forward, train = _counted(model)
+    assert forward == tokens * costs.forward_flops_per_token(CFG)
+    assert train == tokens * costs.train_flops_per_token(CFG)
+    assert costs.train_flops(model, tokens) == train
+    assert costs.inference_flops_per_token(model) == forward / tokens
 
 
 def test_paper_style_six_n():
@@ -58,15 +64,10 @@ def test_lora_flops_match_a_measured_count(rank):
 
     model = LoraGPT(GPT(CFG), rank)
     assert trained_params(model) == costs.lora_params(CFG, rank) < costs.matmul_params(CFG)
-    x = torch.randint(0, CFG.vocab_size, (3, CFG.context))
-    with sdpa_kernel(SDPBackend.MATH):
-        with FlopCounterMode(display=False) as forward:
-            model(x)
-        with FlopCounterMode(display=False) as train:
-            model(x, x)[1].backward()
-    assert forward.get_total_flops() == x.numel() * costs.lora_forward_flops_per_token(CFG, rank)
-    assert train.get_total_flops() == x.numel() * costs.lora_train_flops_per_token(CFG, rank)
-    assert costs.train_flops(model, x.numel()) == train.get_total_flops()
+    tokens, forward, train = _counted(model)
+    assert forward == tokens * costs.lora_forward_flops_per_token(CFG, rank)
+    assert train == tokens * costs.lora_train_flops_per_token(CFG, rank)
+    assert costs.train_flops(model, tokens) == train
     # Cheaper than full training: the frozen weights' gradients are never formed.
     assert costs.lora_train_flops_per_token(CFG, rank) < costs.train_flops_per_token(CFG)
     merged = model.merged()

@@ -26,7 +26,7 @@ def test_notebook_03_importance_sampling(tiny_corpus, tmp_path):
     run_notebooks("tiny", tmp_path, ["03"], cell_timeout=600,
                   parameters={"domains": "medicine", "set_sizes": str(n), "spec_share": 0.03, "k": 16,
                               "ablation_ks": "4,16", "ablation_set": 0, "compare_domains": "medicine",
-                              "compare_share": 0.01, "user_folder": str(folder)})
+                              "compare_share": 0.01, "user_folder": str(folder), "cost_axis": "hours"})
     m = json.loads((tmp_path / "03_importance_sampling.json").read_text())
     curves = m["curves"]
     assert set(curves["ppl_after"]) == {f"medicine/{n}"} == set(m["reference"])

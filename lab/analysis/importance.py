@@ -37,9 +37,13 @@ def notebook_sets(scale: str, set_sizes: str = "", ablation_set: int = 0) -> tup
 
 
 def flat(row: dict) -> dict:
-    """A result row as a table row: the reported fields, and SLM-is's own where it has them."""
+    """A result row as a table row: the reported fields, SLM-is's own where it has them, and the measured
+    device-hours of the specialization (and of SLM-is's resampled run alone)."""
     extra = row.get("extra") or {}
-    return {**row.report(), **{f: extra[f] for f in FIELDS if f in extra}}
+    hours = {"specialize_hours": row["seconds"] / 3600}
+    if "is_seconds" in extra:
+        hours["is_hours"] = extra["is_seconds"] / 3600
+    return {**row.report(), **{f: extra[f] for f in FIELDS if f in extra}, **hours}
 
 
 def budget_curves(domains: list[str], set_sizes: list[int], scale: str, *, spec_flops: float | None = None,
@@ -55,8 +59,9 @@ def reference(domains: list[str], set_sizes: list[int], scale: str, *, seed: int
     """The SLM pretrained on the generic corpus (its full budget, shared by every domain) and
     fine-tuned on each set: what SLM-is is measured against."""
     jobs = [(d, n) for d in domains for n in set_sizes]
-    return pd.DataFrame([flat(methods.specialize("slm", d, n, scale, seed=seed, progress=False))
-                         for d, n in tqdm(jobs, desc="slm")])
+    top = max(methods.pretrain("slm", scale, seed=seed, progress=False), key=lambda r: r["pretrain_flops"])
+    return pd.DataFrame([{**flat(methods.specialize("slm", d, n, scale, seed=seed, progress=False)),
+                          "pretrain_hours": top["seconds"] / 3600} for d, n in tqdm(jobs, desc="slm")])
 
 
 def k_ablation(domains: list[str], set_sizes: list[int], scale: str, *, ks: list[int],

@@ -5,7 +5,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from . import count_axis, flops_axis, flops_label, perplexity_yaxis
+from . import Cost, count_axis, flops_label, perplexity_yaxis
 
 
 def _grid(frame: pd.DataFrame, width: float = 4.6, height: float = 3.6):
@@ -16,41 +16,43 @@ def _grid(frame: pd.DataFrame, width: float = 4.6, height: float = 3.6):
     return fig, axes, domains, sizes
 
 
-def _reference(ax, reference: pd.DataFrame, domain: str, n: int, label: bool) -> None:
+def _reference(ax, reference: pd.DataFrame, domain: str, n: int, label: bool, cost: Cost) -> None:
     """The pretrained-then-fine-tuned SLM: a flat line (its pretraining is shared, not paid per domain)
-    and, dotted, the pretraining FLOPs it shares."""
+    and, dotted, the pretraining cost it shares."""
     ref = reference[(reference["domain"] == domain) & (reference["set_tokens"] == n)]
     if ref.empty:
         return
     r = ref.iloc[0]
     ax.axhline(r["ppl_after"], color="black", linestyle="--", linewidth=1.2,
                label="SLM, pretrained and fine-tuned" if label else None)
-    ax.axvline(r["pretrain_flops"], color="grey", linestyle=":", linewidth=1,
-               label="SLM pretraining FLOPs (shared)" if label else None)
+    ax.axvline(r[cost.column("pretrain")], color="grey", linestyle=":", linewidth=1,
+               label="SLM pretraining cost (shared)" if label else None)
 
 
-def budget_curves(curves: pd.DataFrame, reference: pd.DataFrame):
-    """Domain test perplexity of SLM-is against its specialization FLOPs, one panel per domain and
-    set size: after fine-tuning (solid) and before it (faint: the resampled model alone, at the
-    FLOPs of its resampled training)."""
+def budget_curves(curves: pd.DataFrame, reference: pd.DataFrame, cost: str = "flops"):
+    """Domain test perplexity of SLM-is against its specialization cost (FLOPs or measured device-hours),
+    one panel per domain and set size: after fine-tuning (solid) and before it (faint: the resampled
+    model alone, at the cost of its resampled training)."""
+    cost = Cost.of(cost, curves, reference)
     fig, axes, domains, sizes = _grid(curves)
     for i, domain in enumerate(domains):
         for j, n in enumerate(sizes):
             ax = axes[i, j]
             c = curves[(curves["domain"] == domain) & (curves["set_tokens"] == n)].sort_values("is_flops")
             first = i == 0 and j == 0
-            ax.plot(c["specialize_flops"], c["ppl_after"], marker="o", color="tab:red",
+            ax.plot(c[cost.column("specialize")], c["ppl_after"], marker="o", color="tab:red",
                     label="SLM-is, fine-tuned" if first else None)
-            ax.plot(c["is_flops"], c["ppl_before"], marker=".", color="tab:red", alpha=0.35,
+            ax.plot(c[cost.column("is")], c["ppl_before"], marker=".", color="tab:red", alpha=0.35,
                     label="SLM-is before fine-tuning" if first else None)
-            _reference(ax, reference, domain, n, first)
-            flops_axis(ax)
+            _reference(ax, reference, domain, n, first, cost)
+            cost.axis(ax)
             perplexity_yaxis(ax)
             ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
-            ax.set_xlabel("specialization cost per domain (FLOPs)")
+            ax.set_xlabel(cost.label("specialization cost per domain"))
             ax.set_ylabel("domain test perplexity")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
@@ -86,9 +88,10 @@ def k_ablation(ablation: pd.DataFrame, reference: pd.DataFrame | None = None):
     return fig
 
 
-def top_vs_histogram(curves: pd.DataFrame, reference: pd.DataFrame):
+def top_vs_histogram(curves: pd.DataFrame, reference: pd.DataFrame, cost: str = "flops"):
     """SLM-is (weights from the whole histogram) against one expert trained on the domain's top
-    cluster only, by specialization FLOPs (the paper's Figure 8)."""
+    cluster only, by specialization cost (the paper's Figure 8)."""
+    cost = Cost.of(cost, curves, reference)
     fig, axes, domains, sizes = _grid(curves)
     colours = {"histogram": "tab:red", "top": "tab:blue"}
     labels = {"histogram": "SLM-is (domain histogram)", "top": "top cluster only"}
@@ -98,16 +101,17 @@ def top_vs_histogram(curves: pd.DataFrame, reference: pd.DataFrame):
             first = i == 0 and j == 0
             for weights, c in curves[(curves["domain"] == domain) & (curves["set_tokens"] == n)].groupby("weights"):
                 c = c.sort_values("is_flops")
-                ax.plot(c["specialize_flops"], c["ppl_after"], marker="o", color=colours.get(weights),
+                ax.plot(c[cost.column("specialize")], c["ppl_after"], marker="o", color=colours.get(weights),
                         label=labels.get(weights, weights) if first else None)
-            _reference(ax, reference, domain, n, first)
-            flops_axis(ax)
+            _reference(ax, reference, domain, n, first, cost)
+            cost.axis(ax)
             perplexity_yaxis(ax)
             ax.set_title(f"{domain}, {n:,}-token set", fontsize=10)
-            ax.set_xlabel("specialization cost per domain (FLOPs)")
+            ax.set_xlabel(cost.label("specialization cost per domain"))
             ax.set_ylabel("test perplexity after fine-tuning")
     axes[0, 0].legend(fontsize=8)
     fig.tight_layout()
+    cost.note(fig)
     return fig
 
 
