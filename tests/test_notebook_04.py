@@ -23,7 +23,8 @@ def test_notebook_04_hypernetworks(tiny_corpus, tmp_path):
     assert ablation[0]["method"] == "slm" and len(ablation) >= 3
     assert all(math.isfinite(r["generic_ppl"]) and math.isfinite(r["domain_ppl"]) for r in ablation)
     # After fine-tuning (the paper's Figure 7), on the notebook's set: every count is measured.
-    assert all(math.isfinite(r["domain_ppl_after"]) and r["set_tokens"] == ablation[0]["set_tokens"] for r in ablation)
+    assert all(1 < r["domain_ppl_after"] < 2 * r["domain_ppl"] and r["set_tokens"] == ablation[0]["set_tokens"]
+               for r in ablation)
 
     assert set(m["domains"]) == set(DOMAINS)
     for domain, row in m["domains"].items():

@@ -32,7 +32,8 @@ def test_notebook_05_mixture(tiny_corpus, tmp_path):
 
     assert len(m["ablation"]) >= 3 and all(map(finite, m["ablation"].values()))
     # The paper's Figure 11 is after fine-tuning: each count (and the SLM, 1) has its macro perplexity there.
-    assert m["ablation_after"].keys() == m["ablation"].keys() and all(map(finite, m["ablation_after"].values()))
+    assert m["ablation_after"].keys() == m["ablation"].keys()
+    assert all(finite(v) and 1 < v < 1024 for v in m["ablation_after"].values())  # below a uniform guess (vocabulary)
 
     assert set(m["domains"]) == set(DOMAINS.split(","))
     for domain, rules in m["domains"].items():

@@ -94,15 +94,15 @@ def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: fl
     rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
              "pretrain_tokens": slm["pretrain_tokens"], "generic_ppl": math.exp(slm["valid_loss"]),
              "domain_ppl": macro_perplexity({d: evaluate(slm_model, t) for d, t in tests.items()}),
-             "domain_ppl_after": macro_perplexity({d: specialize_checkpoint(
+             "domain_ppl_after": macro_perplexity([specialize_checkpoint(
                  slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed, progress=False)["ppl_after"]
-                 for d in domains}), "set_tokens": n}]
+                 for d in domains]), "set_tokens": n}]
     for k in parse_list(experts) or get_scale(scale).hypernet_ablation:
         (r,) = methods.pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
         model = load_hypernet(r["checkpoint"], device)
         top = {d: int(np.argmax(domain_histogram(scale, k, s, d))) for d, s in sets.items()}
-        after = {d: specialize("slm-hn", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
-                               pretrain_flops=budget)["ppl_after"] for d in domains}
+        after = [specialize("slm-hn", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
+                            pretrain_flops=budget)["ppl_after"] for d in domains]
         rows.append({"experts": k, "method": "slm-hn", "pretrain_flops": r["pretrain_flops"],
                      "pretrain_tokens": r["pretrain_tokens"], "generic_ppl": math.exp(r["valid_loss"]),
                      "domain_ppl": macro_perplexity({d: evaluate(model.instantiate(top[d]), t)

@@ -92,15 +92,15 @@ def expert_ablation(scale: str, experts: str | Sequence[int] = "", fraction: flo
     domains = _domains(domains, scale)
     n = set_tokens or min(get_scale(scale).set_tokens)
     slm = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress), budget)
-    after = {d: specialize_checkpoint(slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed,
-                                      progress=False)["ppl_after"] for d in domains}
+    after = [specialize_checkpoint(slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed,
+                                   progress=False)["ppl_after"] for d in domains]
     rows = [{"experts": 1, "method": "slm", "pretrain_flops": slm["pretrain_flops"],
              "tokens_per_expert": slm["pretrain_tokens"], "ppl": math.exp(slm["valid_loss"]),
              "domain_ppl_after": macro_perplexity(after), "set_tokens": n}]
     for k in parse_experts(experts, scale):
         (r,) = methods.pretrain("slm-mix", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
-        after = {d: specialize("slm-mix", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
-                               pretrain_flops=budget)["ppl_after"] for d in domains}
+        after = [specialize("slm-mix", d, n, scale, seed=seed, progress=False, experts=k, budget_flops=[budget],
+                            pretrain_flops=budget)["ppl_after"] for d in domains]
         rows.append({"experts": k, "method": "slm-mix", "pretrain_flops": r["pretrain_flops"],
                      "tokens_per_expert": r["expert_tokens"][0], "ppl": math.exp(r["valid_loss"]),
                      "domain_ppl_after": macro_perplexity(after), "set_tokens": n})

@@ -216,7 +216,8 @@ def domain_grid(results: pd.DataFrame, set_tokens: int, y: str = "ppl_after", co
     colors = palette(r["method"].unique())
     shared = r[r["pretrain_flops"] > 0]
     g = sns.relplot(data=shared, x=x, y=y, hue="method", hue_order=_order(shared["method"]),
-                    palette=colors, col="domain", col_wrap=4, kind="line", marker="o", height=2.6, aspect=1.15,
+                    palette=colors, col="domain", col_wrap=min(4, r["domain"].nunique()), kind="line", marker="o",
+                    height=2.6, aspect=1.15,
                     facet_kws={"sharey": False})
     for domain, ax in g.axes_dict.items():
         flat = r[(r["domain"] == domain) & (r["pretrain_flops"] == 0)]
@@ -247,7 +248,8 @@ def domain_sets_grid(results: pd.DataFrame):
     r = named(r)
     colors = palette(r["method"].unique())
     g = sns.relplot(data=r, x="set_tokens", y="ppl_after", hue="method", hue_order=_order(r["method"]),
-                    palette=colors, col="domain", col_wrap=4, kind="line", marker="o", height=2.6, aspect=1.15,
+                    palette=colors, col="domain", col_wrap=min(4, r["domain"].nunique()), kind="line", marker="o",
+                    height=2.6, aspect=1.15,
                     facet_kws={"sharey": False})
     for ax in g.axes.flat:
         count_axis(ax)
