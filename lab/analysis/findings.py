@@ -496,8 +496,8 @@ def table8(points: pd.DataFrame, pretrain: pd.DataFrame | None = None, costs: li
     for method, g in points.groupby("method"):
         pre = pretrain[pretrain["method"] == method].dropna(subset=[x]).sort_values(x)
         for c in costs:
-            row = {"cost": c, "method": method,
-                   "steps": _interpolate(pre[x].to_numpy(float), pre["steps"].to_numpy(float), c, log_y=False),
+            steps = _interpolate(pre[x].to_numpy(float), pre["steps"].to_numpy(float), c, log_y=False)
+            row = {"cost": c, "method": method, "steps": round(steps) if math.isfinite(steps) else steps,
                    "generic": _interpolate(pre[x].to_numpy(float), pre["generic_ppl"].to_numpy(float), c)}
             for column, n, y in [("before", smallest, "ppl_before")] + \
                     [(f"after {n:,}", n, "ppl_after") for n in sorted(points["set_tokens"].unique())]:
