@@ -51,10 +51,10 @@ def figure5(summary: pd.DataFrame, cost: str = "flops"):
     for (left, right), n in zip(axes, sizes):
         at = curves[curves.set_tokens == n]
         _draw(left, at[at.series != "slm-d-teacher"], cost.column("student"), cost)
-        left.set_xlabel(cost.label("pretraining of the deployed model (SLM-d: student)"))
+        left.set_xlabel(cost.label("pretraining of the deployed model, SLM-d's student"))
         left.set_title(f"{n:,}-token domain set: teacher not counted")
         _draw(right, at, cost.column("pretrain"), cost)
-        right.set_xlabel(cost.label("all pretraining (SLM-d: teacher + student)"))
+        right.set_xlabel(cost.label("all pretraining, SLM-d's teacher and student"))
         right.set_ylabel("")
         right.set_title(f"{n:,}-token domain set: teacher counted")
     handles, labels = axes[0, 1].get_legend_handles_labels()
