@@ -132,7 +132,10 @@ def dsir_vs_clusters(table: pd.DataFrame):
     right.axvline(0, color="black", linewidth=0.8)
     right.set_xlabel("n-gram KL to the domain, uniform generic windows minus the stream's (nats)")
     right.set_ylabel("")
+    handles, labels = left.get_legend_handles_labels()
     for ax in (left, right):
-        ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+        ax.get_legend().remove()
+    fig.suptitle("Cluster histograms against DSIR at one specialization budget")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.legend(handles, labels, loc="upper center", ncol=2, frameon=False, bbox_to_anchor=(0.5, 0.955))
     return fig

@@ -69,8 +69,11 @@ def lora(summary: pd.DataFrame):
     fine-tuning beside LoRA at each rank (labelled with the weights each trains)."""
     df = named(summary).assign(fine_tuning=[
         "full" if r.lora_rank == 0 else f"LoRA, rank {r.lora_rank}" for r in summary.itertuples()])
+    several = df["method"].nunique() > 1  # a style per model only when there is more than one
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    sns.lineplot(data=df, x="set_tokens", y="ppl_after", hue="fine_tuning", style="method", marker="o", ax=ax)
+    sns.lineplot(data=df, x="set_tokens", y="ppl_after", hue="fine_tuning", style="method" if several else None,
+                 marker="o", ax=ax)
+    ax.legend(title=None if several else f"{df['method'].iloc[0]} fine-tuned")
     for r in df.drop_duplicates(["method", "fine_tuning"], keep="last").itertuples():
         ax.annotate(f"{r.trained_params:,.0f} trained", (r.set_tokens, r.ppl_after), textcoords="offset points",
                     xytext=(4, 4), fontsize=8, color="0.35")
