@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -62,7 +63,10 @@ def test_uniform_model_perplexity_is_vocabulary_size():
     result = evaluate(model, tokens, batch_size=4, precision="fp32")
     assert result.ppl == pytest.approx(cfg.vocab_size, rel=1e-5)
     assert result.tokens == (2_000 - 1) // cfg.context * cfg.context
-    assert macro_perplexity({"a": result, "b": 2 * result.loss}) == pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
+    assert macro_perplexity({"a": result, "b": replace(result, loss=2 * result.loss)}) == \
+        pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
+    with pytest.raises(TypeError, match="list"):  # a perplexity and a loss are both floats: no guessing
+        macro_perplexity({"a": result.ppl})
     # A sequence holds perplexities: the same average from the other side.
     assert macro_perplexity([result.ppl, result.ppl ** 2]) == pytest.approx(cfg.vocab_size ** 1.5, rel=1e-5)
     assert macro_perplexity(np.array([2.0, 8.0])) == pytest.approx(4.0)

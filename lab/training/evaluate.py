@@ -59,15 +59,18 @@ def evaluate_domains(model: torch.nn.Module, streams: Mapping[str, np.ndarray], 
     return {name: evaluate(model, tokens, **kwargs) for name, tokens in streams.items()}
 
 
-def macro_perplexity(results: Mapping[str, Eval | float] | Iterable[float]) -> float:
+def macro_perplexity(results: Mapping[str, Eval] | Iterable[float]) -> float:
     """The paper's average over domains: exp of the mean per-domain log-perplexity (loss),
     so every domain weighs the same whatever its size.
 
-    `results` is either a mapping domain -> `Eval` or loss (nats per token, the
-    log-perplexity), or a sequence (list, array, pandas Series) of perplexities.
+    `results` is either a mapping domain -> `Eval`, or a sequence (list, array, pandas Series)
+    of perplexities. A mapping of plain numbers is refused: perplexities and losses both
+    look like floats, and reading one as the other is off by an exponential.
     """
     if isinstance(results, Mapping):
-        losses = [r.loss if isinstance(r, Eval) else float(r) for r in results.values()]
+        if not all(isinstance(r, Eval) for r in results.values()):
+            raise TypeError("macro_perplexity reads a mapping of Eval results; give perplexities as a list")
+        losses = [r.loss for r in results.values()]
     else:
         losses = [math.log(float(p)) for p in results]
     if not losses:
