@@ -537,7 +537,7 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
                                                                  "after": float(r.ppl_after)}
                        for r in study.results[study.results["fraction"].fillna(1.0) == 1.0].itertuples()},
         "cost_axis": cost,
-        "devices": [d for d in devices(points["device"], study.pretrain["device"]).split("; ") if d],
+        "devices": devices(points["device"], study.pretrain["device"]),
         "table8": [{"cost": c, "method": m, **{k: (None if pd.isna(v) else float(v)) for k, v in row.items()}}
                    for (c, m), row in t8.iterrows()],
         "table2": {m: {"hours_per_billion_tokens": float(r["hours_per_billion_tokens"]), "device": r["device"]}

@@ -22,6 +22,7 @@ from ..nn.model import param_count_formula
 from ..scales import get_scale
 from ..training.evaluate import evaluate, macro_perplexity
 from ..training.train import train_config
+from .params import parse_list
 
 
 def shape_table(scale: str, experts: int | None = None) -> pd.DataFrame:
@@ -60,16 +61,6 @@ def generic_curves(scale: str, *, experts: int | None = None, seed: int = 0, pro
     return pd.DataFrame(rows).sort_values(["method", "pretrain_flops"], ignore_index=True)
 
 
-def parse_list(value: str | Sequence, kind=int) -> list:
-    """A list from "a,b,c" (a notebook parameter) or a sequence; empty gives []."""
-    if isinstance(value, str):
-        try:
-            return [kind(x) for x in value.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise LabError(f"{value!r}: give comma-separated values, e.g. \"4,8,16\"") from None
-    return [kind(x) for x in value]
-
-
 def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.125,
                      domains: str | Sequence[str] = "", *, set_tokens: int = 0, seed: int = 0,
                      progress: bool = True) -> pd.DataFrame:
@@ -97,7 +88,7 @@ def experts_ablation(scale: str, experts: str | Sequence[int] = "", fraction: fl
              "domain_ppl_after": macro_perplexity([specialize_checkpoint(
                  slm["checkpoint"], "slm", d, n, scale, method="slm", seed=seed, progress=False)["ppl_after"]
                  for d in domains]), "set_tokens": n}]
-    for k in parse_list(experts) or get_scale(scale).hypernet_ablation:
+    for k in parse_list(experts, name="experts") or get_scale(scale).hypernet_ablation:
         (r,) = methods.pretrain("slm-hn", scale, seed=seed, progress=progress, experts=k, budget_flops=[budget])
         model = load_hypernet(r["checkpoint"], device)
         top = {d: int(np.argmax(domain_histogram(scale, k, s, d))) for d, s in sets.items()}

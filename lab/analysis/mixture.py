@@ -17,6 +17,7 @@ from ..methods.mixture import SELECTIONS, n_experts, specialize
 from ..scales import get_scale
 from ..training.evaluate import macro_perplexity
 from ..training.train import train_config
+from .params import parse_list
 
 
 def generic_curves(scale: str, *, experts: int | None = None, with_llm: bool = True, seed: int = 0,
@@ -64,19 +65,12 @@ def crossover(curves: pd.DataFrame, mixture: str, reference: str = "slm") -> dic
 
 def parse_experts(experts: str | Sequence[int], scale: str) -> list[int]:
     """Expert counts from "4,8,16" or a list; empty means the scale's ablation list."""
-    if isinstance(experts, str):
-        try:
-            experts = [int(x) for x in experts.replace(" ", "").split(",") if x]
-        except ValueError:
-            raise LabError(f"experts={experts!r}: give comma-separated integers, e.g. \"4,8,16\"") from None
-    return list(experts) or list(get_scale(scale).mixture_ablation)
+    return parse_list(experts, name="experts") or list(get_scale(scale).mixture_ablation)
 
 
 def _domains(domains: str | Sequence[str], scale: str) -> list[str]:
     """A comma-separated string or a list of domains; empty: the scale's study domains."""
-    if isinstance(domains, str):
-        domains = [d for d in domains.replace(" ", "").split(",") if d]
-    return list(domains) or load_corpus(scale).study_domains
+    return parse_list(domains, str) or load_corpus(scale).study_domains
 
 
 def expert_ablation(scale: str, experts: str | Sequence[int] = "", fraction: float = 0.25,

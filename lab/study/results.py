@@ -170,13 +170,13 @@ def macro_points(results: pd.DataFrame) -> pd.DataFrame:
                         "ppl_after": macro_perplexity(g["ppl_after"]), "n_domains": len(g),
                         "pretrain_hours": float(g["pretrain_hours"].mean()),
                         "specialize_hours": float(g["specialize_hours"].mean()),
-                        "device": devices(g["device"], g["pretrain_device"])})
+                        "device": "; ".join(devices(g["device"], g["pretrain_device"]))})
     return pd.DataFrame(out, columns=cols).sort_values(["method", "set_tokens", "pretrain_flops"], ignore_index=True)
 
 
-def devices(*columns: pd.Series) -> str:
-    """The devices named in `columns` (cells may list several, "; "-separated), sorted, "; "-separated."""
-    return "; ".join(sorted({d for c in columns for cell in c.dropna() for d in str(cell).split("; ") if d}))
+def devices(*columns: pd.Series) -> list[str]:
+    """The devices named in `columns` (cells may list several, "; "-separated), sorted."""
+    return sorted({d for c in columns for cell in c.dropna() for d in str(cell).split("; ") if d})
 
 
 # A scale with results is the one a reader ran: the largest first, since tiny is the smoke test.
