@@ -219,6 +219,31 @@ def cmd_results_merge(args) -> int:
     return 0
 
 
+def cmd_results_publish(args) -> int:
+    from .analysis.findings import check_published
+    from .atomic import write_json
+    from .paths import REPO, output_dir
+
+    source = Path(args.source) if args.source else output_dir(args.scale) / "07_budgets.json"
+    try:
+        data = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise LabError(f"{source} does not exist: run the study and notebook 07 first "
+                       f"(`python -m lab notebooks --scale {args.scale} --only 07`)") from None
+    except (OSError, ValueError) as e:
+        raise LabError(f"{source} cannot be read as JSON ({e}): run notebook 07 again to rewrite it") from None
+    check_published(data, str(source))
+    if data["scale"] != str(args.scale):
+        raise LabError(f"{source} holds the {data['scale']!r} scale's findings, not {args.scale!r}: pass --scale "
+                       f"{data['scale']}")
+    target = Path(args.to) if args.to else REPO / "results" / str(args.scale) / "findings.json"
+    write_json(target, data)
+    held = sum(f["status"] == "holds" for f in data["findings"].values())
+    print(f"{target}: {held} of {len(data['findings'])} findings hold at {args.scale} "
+          f"(revision {data['revision'][:12]}, {data['machine'].get('cpu', '?')})")
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from .analysis.corpus import corpus_table
     from .data.corpus import load_corpus
@@ -330,7 +355,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--curve-sets", nargs="*", type=int,
                    help="set sizes specialized from every pretraining checkpoint (default: the scale's, the two smallest)")
     p.add_argument("--is-sets", nargs="*", type=int,
-                   help="set sizes SLM-is trains a model for, one per domain (default: the curve sets)")
+                   help="set sizes SLM-is trains a model for, one per domain (default: the scale's; at default "
+                        "the middle and large)")
     p.add_argument("--fractions", nargs="*", type=float,
                    help="checkpoints to specialize from, as shares of the pretraining budget (default: all)")
     p.add_argument("--dry-run", action="store_true", help="list the planned steps with their FLOPs and time")
@@ -348,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scale(p)
     p.add_argument("paths", nargs="+", help="results.sqlite files")
     p.set_defaults(fn=cmd_results_merge)
+
+    p = results.add_parser("publish", help="copy notebook 07's findings (with the code revision and machine they "
+                                           "came from) to results/<scale>/findings.json, to be committed")
+    _add_scale(p)
+    p.add_argument("--source", help="the metrics file (default: data/<scale>/outputs/07_budgets.json)")
+    p.add_argument("--to", help="where to write it (default: results/<scale>/findings.json in the repository)")
+    p.set_defaults(fn=cmd_results_publish)
 
     p = sub.add_parser("notebooks", help="execute the numbered notebooks with papermill")
     _add_scale(p)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 LAB = Path(__file__).resolve().parent.parent / "lab"
 LAYERS = {
-    "errors": 0, "paths": 0, "atomic": 0, "checks": 0, "progress": 0, "device": 0, "scales": 0, "__init__": 0,
+    "errors": 0, "paths": 0, "atomic": 0, "checks": 0, "progress": 0, "device": 0, "provenance": 0, "scales": 0, "__init__": 0,
     "data": 1, "nn": 2, "training": 3, "methods": 4, "study": 5, "analysis": 6, "plots": 6,
     "ui": 7, "cli": 7, "notebooks": 7, "__main__": 7,
 }

@@ -6,6 +6,8 @@ import pytest
 import torch
 
 from lab.errors import LabError
+from lab.nn import costs
+from lab.scales import get_scale
 from lab.training.evaluate import evaluate, macro_perplexity
 from lab.nn.model import GPT, GPTConfig, cross_entropy, model_config, non_embedding_params, param_count_formula
 from lab.training.train import train_config
@@ -27,12 +29,16 @@ def test_param_count_formula_matches_model(cfg):
     assert non_embedding_params(cfg) == param_count_formula(cfg) - embeddings
 
 
-def test_named_sizes_keep_the_papers_shapes():
+def test_named_sizes_keep_the_papers_shapes_and_regime():
     slm, llm = model_config("slm", "default"), model_config("llm", "default")
-    assert (slm.n_layer, slm.n_head, slm.d_model, slm.vocab_size, slm.context) == (2, 4, 64, 4096, 128)
-    assert llm.n_layer == slm.n_layer and llm.d_model == 176
-    assert 360_000 < param_count_formula(slm) < 380_000
-    assert 1.4e6 < param_count_formula(llm) < 1.6e6
+    assert llm.n_layer == slm.n_layer and llm.n_head == slm.n_head and llm.context == slm.context
+    # The paper's regime at the largest budget: the SLM past 300 tokens per parameter, the LLM (at
+    # the SLM's FLOPs) past 45, and the LLM 3-4x the SLM's cost per token (the paper: 3.5x its hours).
+    slm_tokens = get_scale("default").pretrain.slm_tokens
+    llm_tokens = train_config("llm", "default").pretrain_flops / costs.train_flops_per_token(llm)
+    assert slm_tokens / param_count_formula(slm) >= 300
+    assert llm_tokens / param_count_formula(llm) >= 45
+    assert 3 <= costs.train_flops_per_token(llm) / costs.train_flops_per_token(slm) <= 4
     paper_slm, paper_llm = model_config("slm", "paper"), model_config("llm", "paper")
     assert paper_llm.d_model / paper_slm.d_model == 2.75
     assert 115e6 < param_count_formula(paper_slm) < 130e6 and 740e6 < param_count_formula(paper_llm) < 790e6

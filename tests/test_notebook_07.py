@@ -5,7 +5,8 @@ import math
 import pytest
 
 from lab import study
-from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED
+from lab.analysis.findings import FAILS, HOLDS, NOT_MEASURED, check_published
+from lab.cli import main
 from lab.methods.store import load_results
 from lab.nn.checkpoints import read_meta
 from lab.notebooks import run_notebooks
@@ -89,6 +90,13 @@ def test_notebook_07_budgets(tiny_study, tmp_path):
     assert m["cost_axis"] == "flops" and m["devices"] and all(d.startswith("cpu:") for d in m["devices"])
     # Table 2: the LLM costs more device time per token than the SLM, as in the paper (7.7 vs 2.2).
     assert m["table2"]["llm"]["hours_per_billion_tokens"] > m["table2"]["slm"]["hours_per_billion_tokens"] > 0
+    # What `lab results publish` copies to results/<scale>/ for readers: it says where it came from.
+    assert len(m["revision"]) >= 40 or m["revision"] == "unknown"
+    assert m["machine"]["cpu"] and m["machine"]["cores"] >= 1
+    target = tmp_path / "published" / "findings.json"
+    assert main(["results", "publish", "--scale", "tiny", "--source", str(tmp_path / "07_budgets.json"),
+                 "--to", str(target)]) == 0
+    check_published(json.loads(target.read_text()), str(target))
     for fig in ("07_generic.png", "07_generic_hours.png", "07_domain_curves.png", "07_domain_curves_hours.png",
                 "07_total_cost.png", "07_finetune_cost.png", "07_domains_by_budget.png", "07_domains_before.png",
                 "07_domains_by_set.png"):

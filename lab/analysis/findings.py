@@ -19,10 +19,13 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..errors import LabError
+from ..provenance import machine, revision
 from ..study import StudyResults, macro_points
 from ..study.results import devices
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
+STATUSES = (HOLDS, FAILS, NOT_MEASURED)
 SMALL = ("slm", "slm-mix", "slm-hn", "slm-is", "slm-d")
 """Methods that deploy one SLM (the small inference budget)."""
 DOMAIN_COUNTS = (1, 7, 50)
@@ -525,6 +528,8 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
     pre = study.pretrain.sort_values("pretrain_flops")
     return {
         "scale": study.scale,
+        "revision": revision(),
+        "machine": machine(),
         "findings": {str(f.number): {"status": f.status, "detail": f.detail, "missing": f.missing,
                                      "numbers": f.numbers} for f in findings},
         "macro_ppl": macro,
@@ -543,3 +548,25 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
         "table2": {m: {"hours_per_billion_tokens": float(r["hours_per_billion_tokens"]), "device": r["device"]}
                    for m, r in t2.iterrows()},
     }
+
+
+PUBLISHED_KEYS = {"scale": str, "revision": str, "machine": dict, "findings": dict, "macro_ppl": dict,
+                  "generic_ppl": dict, "methods": list, "domains": list, "set_sizes": list, "devices": list,
+                  "table8": list, "table2": dict}
+"""What a published findings file (`results/<scale>/findings.json`) holds, with the type of each."""
+
+
+def check_published(data: dict, source: str) -> None:
+    """Refuse a findings file that lacks what a reader of `results/` relies on: every key of
+    `PUBLISHED_KEYS`, the eight findings each with a status among `STATUSES`, and a revision."""
+    if not isinstance(data, dict):
+        raise LabError(f"{source}: not a findings file (a JSON object written by notebook 07)")
+    wrong = [f"{k} ({t.__name__})" for k, t in PUBLISHED_KEYS.items() if not isinstance(data.get(k), t)]
+    if wrong:
+        raise LabError(f"{source}: missing or mistyped {', '.join(wrong)}; run notebook 07 again "
+                       "(`python -m lab notebooks --only 07`) to write a complete one")
+    found = data["findings"]
+    bad = [n for n in map(str, range(1, 9)) if not isinstance(found.get(n), dict)
+           or found[n].get("status") not in STATUSES]
+    if bad:
+        raise LabError(f"{source}: findings {', '.join(bad)} missing or without a status among {', '.join(STATUSES)}")
