@@ -317,5 +317,11 @@ def test_finding_3_also_reads_the_measured_seconds():
     assert timed["seconds"] == 20 and timed["device"] == "cpu (test)"
     assert timed["generic_ppl"]["slm"] == 70
     assert 45 < timed["generic_ppl"]["llm"] < 90  # the LLM has not reached its budget by then
+    # An LLM that uses its FLOPs faster finishes its equal-FLOPs budget first (the default scale):
+    # every method is then read at the LLM's time, the SLM before its largest budget.
+    faster = pre.copy()
+    faster.loc[faster["method"] == "llm", "seconds"] = [5, 15]
+    timed = _at_equal_seconds(faster, ["llm", "slm-mix", "slm-hn", "slm"])
+    assert timed["seconds"] == 15 and timed["generic_ppl"]["llm"] == 45 and 70 < timed["generic_ppl"]["slm"] < 100
     pre.loc[pre["method"] == "llm", "device"] = "cuda (another)"
     assert _at_equal_seconds(pre, ["llm", "slm"]) is None  # seconds of two devices do not compare

@@ -142,9 +142,10 @@ class Method:
     """Specialized from every checkpoint on the curve sets (False: from the largest budget only)."""
     from_scratch: bool = False
     """No pretraining checkpoint: the study passes no pretraining budget."""
-    seconds_per_flop: float = 1.7e-11
-    """Time prior before anything is measured, from a quiet 2-core CPU at `default`: the SLM trains
-    25k tokens/s at 2.36 MFLOPs a token (docs/regime.md). Methods that train SLM-shaped models keep it."""
+    seconds_per_flop: float = 1.8e-11
+    """Time prior before anything is measured, from the 2-core CPU at `default`: the SLM's whole
+    pretraining ran 72k tokens/s at 0.77 MFLOPs a token (docs/regime.md). Methods that train
+    SLM-shaped models keep it."""
 
     def __repr__(self) -> str:
         return f"<method {self.name}>"

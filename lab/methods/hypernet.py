@@ -205,7 +205,7 @@ class HyperNetwork(Method):
                choices=INSTANTIATIONS),
         LORA_RANK,
     )
-    seconds_per_flop = 2.8e-11
+    seconds_per_flop = 2.9e-11
     """A step takes up to 1.7x the SLM's time for 1.04x its FLOPs (`benchmarks/bench_hypernet.py`)."""
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,

@@ -69,11 +69,12 @@ def finetune_config(kind: str, scale: str | Scale, set_tokens: int, seed: int = 
 
     Learning rate: the scale's share of the pretraining rate on the smallest set,
     growing with the square root of the set's size, at most 0.3x the pretraining
-    rate. A default SLM pretrained to the end of its schedule (test loss, legal /
-    medicine / code) gained most at 3e-5 on 8k tokens, 1e-4 on 64k and 3e-4 on
-    512k; at 3e-4 on 8k-64k and at 0.3x (9e-4) on 64k fine-tuning made validation
-    worse from the first evaluation, and early stopping kept the generic model.
-    The tiny scale's 0.1 is what its tests were measured with; paper's is untested.
+    rate (the paper: a third of the base rate on its smallest set, the base rate on
+    the others). `benchmarks/bench_finetune_lr.py` measures it: the default SLM
+    (macro test perplexity, legal / science / drama) did best at 0.01-0.03x on 8k
+    tokens, 0.1x on 64k and 0.1-0.3x on 512k, which 0.03x growing with the square
+    root of the size follows (0.03, 0.085, 0.24). The tiny scale's 0.1 is what its
+    tests were measured with; paper's is untested.
     Cap: 4 epochs, and never fewer than 100-200 steps (by scale).
     Evaluation every half epoch, between 10 and 100 steps.
     LoRA (`lora_rank` > 0): the same recipe at `LORA_LR_SCALE` times the rate.
