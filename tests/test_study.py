@@ -115,6 +115,12 @@ def test_a_registered_method_runs_through_the_study_and_the_command_line(tiny_co
                              log=lines.append, wings=3)
     assert report.ok and report.done + report.cached == 2 and report.methods["toy"] == "done"
     assert any("about" in line and "left" in line for line in lines)
+    # The dry run after it books what was done, and how long it took (the README's study times).
+    lines.clear()
+    study.run_study("tiny", ["toy"], ["code", "legal"], [2_000], curve_sets=[], dry_run=True, progress=False,
+                    log=lines.append, wings=3)
+    assert any(line.startswith("  toy") and "2 done in" in line for line in lines)
+    assert "done so far in" in lines[-1]
     loaded = study.load_study("tiny")
     rows = loaded.results[loaded.results["method"] == "toy"]
     assert set(rows["domain"]) == {"code", "legal"} and (rows["ppl_after"] < rows["ppl_before"]).all()

@@ -399,9 +399,22 @@ def _pretrained_in_store(method: str, scale: Scale) -> bool:
     return all(np.any(np.abs(have / b - 1) < 0.02) for b in tc.checkpoint_flops)
 
 
+def _measured_seconds(step: Step, manifest: dict) -> float:
+    """The seconds a done step took when it was computed. A pretraining the study found already
+    trained (by `lab pretrain` or a notebook) took no time in the study; its largest checkpoint's
+    recorded training time stands in (evaluations and the other checkpoints' cooldowns excluded)."""
+    entry = manifest.get("steps", {}).get(step.id, {})
+    seconds = float(entry.get("seconds") or 0.0)
+    if step.phase == "pretrain" and entry.get("cached"):
+        rows = manifest.get("pretrain", {}).get(step.method, [])
+        seconds = max([seconds] + [float(r.get("seconds") or 0.0) for r in rows])
+    return seconds
+
+
 def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
     """The dry run's lines: the steps grouped by (method, set size, budget) over domains, each
-    with planned FLOPs and estimated time, then the totals per method and overall."""
+    with planned FLOPs and estimated time of the steps left and the measured time of those done,
+    then the totals per method and overall."""
     done = {sid for sid, s in manifest.get("steps", {}).items() if s.get("status") == "done"}
     done |= {s.id for s in plan.steps if s.phase == "pretrain" and _pretrained_in_store(s.method, plan.scale)}
     lines = [f"study plan ({plan.scale}): {len(plan.methods)} methods, "
@@ -412,7 +425,7 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
              "seconds per FLOP: " + ", ".join(
                  f"{k} {r:.2g} ({src})" for k in sorted({s.rate_key for s in plan.steps})
                  for r, src in [rates.rate(k)]),
-             f"{'step':<58} {'steps':>5} {'to run':>6} {'FLOPs':>9} {'time':>8}"]
+             f"{'step':<58} {'steps':>5} {'to run':>6} {'FLOPs':>9} {'time':>8} {'measured':>9}"]
     groups: dict[tuple, list[Step]] = {}
     for s in plan.steps:
         groups.setdefault((s.method, s.phase, s.set_tokens, s.fraction), []).append(s)
@@ -421,21 +434,26 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
         todo = [s for s in steps if s.id not in done]
         flops = sum(s.flops for s in todo)
         secs = sum(rates.seconds(s) for s in todo)
-        t = totals.setdefault(method, [0, 0, 0.0, 0.0])
+        measured = sum(_measured_seconds(s, manifest) for s in steps if s.id in done)
+        t = totals.setdefault(method, [0, 0, 0.0, 0.0, 0.0])
         t[0] += len(steps)
         t[1] += len(todo)
         t[2] += flops
         t[3] += secs
+        t[4] += measured
         label = f"{method} pretraining" + (" (in the results store)" if steps[0].id in done else "") \
             if phase == "pretrain" else \
             f"{method} x {len(steps)} domains, set {n:,}" + ("" if f is None else
                                                              f", {'spec. budget' if method == 'slm-is' else 'checkpoint'} {fraction_label(f)}")
-        lines.append(f"{label:<58} {len(steps):>5} {len(todo):>6} {flops:>9.3g} {_duration(secs):>8}")
+        lines.append(f"{label:<58} {len(steps):>5} {len(todo):>6} {flops:>9.3g} {_duration(secs):>8} "
+                     f"{_duration(measured) if len(todo) < len(steps) else '-':>9}")
     lines.append("per method:")
-    for method, (n, todo, flops, secs) in totals.items():
-        lines.append(f"  {method:<12} {n:>4} steps, {todo:>4} to run, {flops:9.3g} FLOPs, about {_duration(secs)}")
+    for method, (n, todo, flops, secs, measured) in totals.items():
+        lines.append(f"  {method:<12} {n:>4} steps, {todo:>4} to run, {flops:9.3g} FLOPs, about {_duration(secs)}"
+                     f"; {n - todo} done in {_duration(measured)}")
     all_secs = sum(t[3] for t in totals.values())
     lines.append(f"total: {len(plan.steps)} steps, {sum(t[1] for t in totals.values())} to run, "
                  f"{sum(t[2] for t in totals.values()):.3g} FLOPs, about {_duration(all_secs)} "
-                 "(fine-tunings priced at their step cap: early stopping makes them shorter)")
+                 "(fine-tunings priced at their step cap: early stopping makes them shorter); done so far "
+                 f"in {_duration(sum(t[4] for t in totals.values()))} measured")
     return lines
