@@ -15,12 +15,12 @@ column prices SLM, LLM, SLM-mix and SLM-hn at that budget (SLM-mix at the SLM's 
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import replace
 
 import numpy as np
 import torch
 
+from bench_train import best_rate  # this folder is on the path when a benchmark runs as a script
 from lab.data.tokens import BatchSampler
 from lab.device import autocast_dtype, pick_device
 from lab.nn import costs
@@ -48,14 +48,12 @@ def tokens_per_second(cfg: GPTConfig, seconds: float, device: torch.device) -> f
     trainer = Trainer(GPT(cfg), replace(train_config("slm", "default"), batch_size=8, micro_batch=0),
                       BatchSampler(tokens, 8, cfg.context), device=device, progress=False)
     trainer.train_until(3)
-    best = 0.0
-    for _ in range(3):
-        done, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds / 3:
-            trainer.train_step()
-            done += trainer.tokens_per_step
-        best = max(best, done / (time.perf_counter() - t0))
-    return best
+
+    def step() -> float:
+        trainer.train_step()
+        return trainer.tokens_per_step
+
+    return best_rate(step, seconds, windows=3)
 
 
 def main() -> None:
