@@ -553,7 +553,7 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
 
 
 PUBLISHED_KEYS = {"scale": str, "revision": str, "machine": dict, "findings": dict, "macro_ppl": dict,
-                  "generic_ppl": dict, "methods": list, "domains": list, "set_sizes": list, "devices": list,
+                  "generic_ppl": dict, "methods": dict, "domains": list, "set_sizes": list, "devices": list,
                   "table8": list, "table2": dict}
 """What a published findings file (`results/<scale>/findings.json`) holds, with the type of each."""
 
