@@ -53,7 +53,8 @@ def main() -> None:
                                                method=f"lr-sweep-{kind}",
                                                config=replace(recipe, lr=base_lr * share), progress=False))
                 ppl = macro_perplexity([r["ppl_after"] for r in rows])
-                before = macro_perplexity([r["ppl_before"] for r in rows])
+                if before is None:  # the pretrained model on the test sets: one value per kind
+                    before = macro_perplexity([r["ppl_before"] for r in rows])
                 steps = sum(r.extra["best_step"] for r in rows) / len(rows)
                 mark = "*" if abs(recipe.lr - base_lr * share) <= 1e-3 * recipe.lr else " "
                 cells.append(f"{ppl:>8.2f}{mark}({steps:>4.0f})")

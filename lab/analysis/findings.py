@@ -560,7 +560,7 @@ PUBLISHED_KEYS = {"scale": str, "revision": str, "machine": dict, "findings": di
 
 def check_published(data: dict, source: str) -> None:
     """Refuse a findings file that lacks what a reader of `results/` relies on: every key of
-    `PUBLISHED_KEYS`, the eight findings each with a status among `STATUSES`, and a revision."""
+    `PUBLISHED_KEYS`, every finding of `FINDINGS` with a status among `STATUSES`, and a revision."""
     if not isinstance(data, dict):
         raise LabError(f"{source}: not a findings file (a JSON object written by notebook 07)")
     wrong = [f"{k} ({t.__name__})" for k, t in PUBLISHED_KEYS.items() if not isinstance(data.get(k), t)]
@@ -568,7 +568,7 @@ def check_published(data: dict, source: str) -> None:
         raise LabError(f"{source}: missing or mistyped {', '.join(wrong)}; run notebook 07 again "
                        "(`python -m lab notebooks --only 07`) to write a complete one")
     found = data["findings"]
-    bad = [n for n in map(str, range(1, 9)) if not isinstance(found.get(n), dict)
+    bad = [n for n in map(str, range(1, len(FINDINGS) + 1)) if not isinstance(found.get(n), dict)
            or found[n].get("status") not in STATUSES]
     if bad:
         raise LabError(f"{source}: findings {', '.join(bad)} missing or without a status among {', '.join(STATUSES)}")
