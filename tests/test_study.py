@@ -331,3 +331,26 @@ def test_finding_3_also_reads_the_measured_seconds():
     assert timed["seconds"] == 15 and timed["generic_ppl"]["llm"] == 45 and 70 < timed["generic_ppl"]["slm"] < 100
     pre.loc[pre["method"] == "llm", "device"] = "cuda (another)"
     assert _at_equal_seconds(pre, ["llm", "slm"]) is None  # seconds of two devices do not compare
+
+
+def test_finding_3_is_checked_again_for_each_seed(monkeypatch):
+    from lab.analysis import findings
+
+    # Seed 1 swaps SLM-mix and SLM-hn, as a noisy pair would.
+    final = {0: {"llm": 20, "slm-mix": 25, "slm-hn": 28, "slm": 32}, 1: {"llm": 20, "slm-mix": 29, "slm-hn": 27, "slm": 33}}
+    asked = []
+
+    def pretrain(method, scale, *, seed, progress):
+        asked.append((method, seed))
+        return [{"pretrain_flops": 1.0, "valid_loss": math.log(2 * final[seed][method])},
+                {"pretrain_flops": 2.0, "valid_loss": math.log(final[seed][method])}]
+
+    monkeypatch.setattr(findings.lab_methods, "pretrain", pretrain)
+    by_seed = findings.generic_order_by_seed("tiny", "0, 1")
+    assert sorted(asked) == sorted((m, s) for m in findings.GENERIC_ORDER for s in (0, 1))
+    assert by_seed.loc[0, "paper_order"] and not by_seed.loc[1, "paper_order"]
+    assert by_seed.loc[1, "order"] == "llm < slm-hn < slm-mix < slm"
+    assert by_seed.loc[1, "slm-hn"] == pytest.approx(27)
+    published = findings.seed_metrics(by_seed)
+    assert published["1"]["paper_order"] is False and published["0"]["generic_ppl"]["slm"] == 32
+    assert findings.generic_order_by_seed("tiny", "").empty

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .. import methods as lab_methods
 from ..errors import LabError
 from ..provenance import machine, revision
 from ..study import StudyResults, macro_points
@@ -149,8 +150,12 @@ def finding2(d: _Data) -> Finding:
     return f
 
 
+GENERIC_ORDER = ("llm", "slm-mix", "slm-hn", "slm")
+"""Finding 3's order of generic perplexity at equal pretraining FLOPs, best first."""
+
+
 def finding3(d: _Data) -> Finding:
-    order = ["llm", "slm-mix", "slm-hn", "slm"]
+    order = list(GENERIC_ORDER)
     f = Finding(3, "On the generic corpus at equal pretraining cost: LLM < SLM-mix < SLM-hn < SLM.",
                 "generic validation perplexity at the largest (equal-FLOPs) budget is in that order")
     pre = d.pretrain
@@ -204,6 +209,30 @@ def _at_equal_seconds(pre: pd.DataFrame, methods: list[str]) -> dict | None:
             return None
         out[m] = _r(float(np.exp(np.interp(np.log(target), np.log(g["seconds"]), np.log(g["generic_ppl"])))))
     return {"seconds": target, "device": devices.pop(), "generic_ppl": out}
+
+
+def generic_order_by_seed(scale: str, seeds: str | list[int], progress: bool = True) -> pd.DataFrame:
+    """Finding 3 again for each pretraining seed (comma-separated, or a list): every method of
+    `GENERIC_ORDER` pretrained with that seed (read from its cache, or trained: at `default` the four runs
+    take about an hour), its generic validation perplexity at the largest budget, the order the methods
+    come in and whether it is the paper's. An empty `seeds` gives an empty table."""
+    seeds = [int(s) for s in seeds.split(",") if s.strip()] if isinstance(seeds, str) else list(seeds)
+    rows = []
+    for seed in seeds:
+        ppl = {}
+        for m in GENERIC_ORDER:
+            last = max(lab_methods.pretrain(m, scale, seed=seed, progress=progress), key=lambda r: r["pretrain_flops"])
+            ppl[m] = math.exp(last["valid_loss"])
+        ranked = sorted(ppl, key=ppl.get)
+        rows.append({"seed": seed, **ppl, "order": " < ".join(ranked), "paper_order": ranked == list(GENERIC_ORDER)})
+    return pd.DataFrame(rows, columns=["seed", *GENERIC_ORDER, "order", "paper_order"]).set_index("seed")
+
+
+def seed_metrics(by_seed: pd.DataFrame) -> dict:
+    """`generic_order_by_seed` for a metrics file: per seed, each method's perplexity, the order and
+    whether it is the paper's."""
+    return {str(seed): {"generic_ppl": {m: _r(r[m]) for m in GENERIC_ORDER}, "order": r["order"],
+                        "paper_order": bool(r["paper_order"])} for seed, r in by_seed.iterrows()}
 
 
 PAPER_FINDING4 = {"smallest_set": "0.7-1 points", "largest_set": "0.1-0.2 points",
@@ -515,10 +544,12 @@ def table8(points: pd.DataFrame, pretrain: pd.DataFrame | None = None, costs: li
     return table
 
 
-def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -> dict:
+def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops",
+            by_seed: pd.DataFrame | None = None) -> dict:
     """Notebook 07's metrics file: each finding's verdict and numbers, the macro perplexities per
     method and set size (largest budget), generic perplexities, each method's status, Table 8 on the
-    `cost` axis, and the devices the measured times come from."""
+    `cost` axis, the devices the measured times come from, and finding 3's order for each seed of
+    `by_seed` (`generic_order_by_seed`; empty when no seed was asked for)."""
     points = macro_points(study.results)
     t8 = table8(points, study.pretrain, cost=cost)
     t2 = table2(study.pretrain)
@@ -549,12 +580,13 @@ def metrics(study: StudyResults, findings: list[Finding], cost: str = "flops") -
                    for (c, m), row in t8.iterrows()],
         "table2": {m: {"hours_per_billion_tokens": float(r["hours_per_billion_tokens"]), "device": r["device"]}
                    for m, r in t2.iterrows()},
+        "generic_order_by_seed": {} if by_seed is None else seed_metrics(by_seed),
     }
 
 
 PUBLISHED_KEYS = {"scale": str, "revision": str, "machine": dict, "findings": dict, "macro_ppl": dict,
                   "generic_ppl": dict, "methods": dict, "domains": list, "set_sizes": list, "devices": list,
-                  "table8": list, "table2": dict}
+                  "table8": list, "table2": dict, "generic_order_by_seed": dict}
 """What a published findings file (`results/<scale>/findings.json`) holds, with the type of each."""
 
 
