@@ -83,12 +83,13 @@ def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(device)}"
     if device.type == "cpu":
-        return f"cpu:{_cpu_model()} x{torch.get_num_threads()}"
+        return f"cpu:{cpu_model()} x{torch.get_num_threads()}"
     return device.type
 
 
 @functools.lru_cache(maxsize=None)
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name, which names a CPU device in results and provenance."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from .device import _cpu_model
+from .device import cpu_model
 from .paths import REPO
 
 
@@ -33,7 +33,7 @@ def machine() -> dict:
     except (ValueError, OSError, AttributeError):
         memory = None
     gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return {"cpu": _cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+    return {"cpu": cpu_model(), "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
             else os.cpu_count(), "memory_gib": None if memory is None else round(memory, 1), "gpus": gpus,
             "system": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
             "torch": torch.__version__}
