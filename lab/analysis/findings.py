@@ -21,9 +21,11 @@ from scipy import stats
 
 from .. import methods as lab_methods
 from ..errors import LabError
+from ..methods.common import pick_checkpoint
 from ..provenance import machine, revision
 from ..study import StudyResults, macro_points
 from ..study.results import devices
+from .params import parse_list
 
 HOLDS, FAILS, NOT_MEASURED = "holds", "does not hold", "not measured"
 STATUSES = (HOLDS, FAILS, NOT_MEASURED)
@@ -216,13 +218,12 @@ def generic_order_by_seed(scale: str, seeds: str | list[int], progress: bool = T
     `GENERIC_ORDER` pretrained with that seed (read from its cache, or trained: at `default` the four runs
     take about an hour), its generic validation perplexity at the largest budget, the order the methods
     come in and whether it is the paper's. An empty `seeds` gives an empty table."""
-    seeds = [int(s) for s in seeds.split(",") if s.strip()] if isinstance(seeds, str) else list(seeds)
     rows = []
-    for seed in seeds:
+    for seed in parse_list(seeds, int, "order_seeds"):
         ppl = {}
         for m in GENERIC_ORDER:
-            last = max(lab_methods.pretrain(m, scale, seed=seed, progress=progress), key=lambda r: r["pretrain_flops"])
-            ppl[m] = math.exp(last["valid_loss"])
+            largest = pick_checkpoint(lab_methods.pretrain(m, scale, seed=seed, progress=progress), None)
+            ppl[m] = math.exp(largest["valid_loss"])
         ranked = sorted(ppl, key=ppl.get)
         rows.append({"seed": seed, **ppl, "order": " < ".join(ranked), "paper_order": ranked == list(GENERIC_ORDER)})
     return pd.DataFrame(rows, columns=["seed", *GENERIC_ORDER, "order", "paper_order"]).set_index("seed")
