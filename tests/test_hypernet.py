@@ -9,7 +9,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from lab.data.tokens import window_starts
+from lab.data.tokens import eval_windows, window_starts
 from lab.errors import LabError
 from lab.methods.store import ResultRow
 from lab.nn import costs
@@ -174,6 +174,11 @@ def test_routed_sampler_and_evaluation_follow_the_window_clusters():
     same = np.full(len(starts), 2)
     routed = evaluate_routed(model, tokens, window_experts=same)
     assert routed.loss == pytest.approx(evaluate(model.instantiate(2), tokens).loss, rel=1e-5)
+    # A budgeted, spread evaluation takes each picked window through its own cluster's expert.
+    picked = eval_windows(len(tokens), CFG.context, 8 * CFG.context, spread=True)
+    each = [evaluate(model.instantiate(int(ids[j])), tokens[starts[j]:starts[j] + CFG.context + 1]).loss for j in picked]
+    spread = evaluate_routed(model, tokens, window_experts=ids, max_tokens=8 * CFG.context, spread=True, batch_size=3)
+    assert spread.loss == pytest.approx(np.mean(each), rel=1e-5)
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -10,7 +10,7 @@ from lab.training.finetune import finetune, finetune_config, FinetuneConfig
 from lab.nn.model import GPT, GPTConfig, model_config
 from lab.training.train import TrainConfig, train_config
 from lab.scales import get_scale
-from lab.data.tokens import BatchSampler
+from lab.data.tokens import BatchSampler, eval_windows, window_starts
 from lab.training.train import Trainer, pretrain, seed_everything
 from lab.nn.checkpoints import load_model, read_meta
 
@@ -138,8 +138,24 @@ def test_early_stopping_stops_and_restores_best(tmp_path):
     assert record.tokens_to_best == record.best_step * 8 * CFG.context
     assert 0 < record.flops_to_best < record.flops
     assert len(evals) == len(record.history)
-    again = evaluate(model, valid, batch_size=8, max_tokens=cfg.eval_tokens)
+    again = evaluate(model, valid, batch_size=8, max_tokens=cfg.eval_tokens, spread=True)
     assert again.loss == pytest.approx(record.best_valid_loss, abs=1e-6)
+
+
+def test_spread_evaluation_samples_the_whole_split():
+    # Two long documents: the first 512 tokens are all the first one; spread windows reach the second.
+    valid = np.concatenate([np.full(2_000, 7), zipf_tokens(2_000, seed=4)]).astype(np.uint16)
+    n = len(window_starts(len(valid), CFG.context))
+    first, spread = eval_windows(len(valid), CFG.context, 512), eval_windows(len(valid), CFG.context, 512, spread=True)
+    assert first.tolist() == list(range(16))
+    assert len(spread) == 16 and (np.diff(spread) > 0).all() and spread[0] == 0 and spread[-1] == 15 * n // 16
+    assert eval_windows(len(valid), CFG.context, 10 ** 9, spread=True).tolist() == list(range(n))
+    seed_everything(0)
+    model = GPT(CFG)
+    starts = window_starts(len(valid), CFG.context)[spread]
+    each = [evaluate(model, valid[s:s + CFG.context + 1]).loss for s in starts]
+    assert evaluate(model, valid, batch_size=5, max_tokens=512, spread=True).loss == pytest.approx(np.mean(each), rel=1e-5)
+    assert evaluate(model, valid, max_tokens=512).loss != pytest.approx(np.mean(each), rel=1e-3)
 
 
 def test_finetune_recipe_scales_with_the_set():

@@ -84,13 +84,26 @@ class BatchSampler:
         self.rng.bit_generator.state = json.loads(state["rng"])
 
 
-def eval_batches(tokens: np.ndarray, batch_size: int, context: int, max_tokens: int | None = None):
-    """Consecutive non-overlapping windows covering the stream, for evaluation."""
-    starts = window_starts(len(tokens), context)
-    if max_tokens is not None:
-        starts = starts[: max(1, max_tokens // context)]
+def eval_windows(n_tokens: int, context: int, max_tokens: int | None = None, spread: bool = False) -> np.ndarray:
+    """Indices (into `window_starts`) of the windows an evaluation scores: every one, or
+    `max_tokens // context` of them, either the first ones or, with `spread`, one at the start of
+    each of that many equal parts of the stream. A held-out split is whole documents in a fixed
+    order, so where it is a few long documents its first windows are one of them; spread windows
+    sample them all."""
+    n = len(window_starts(n_tokens, context))
+    keep = n if max_tokens is None else min(n, max(1, max_tokens // context))
+    if not spread:
+        return np.arange(keep)
+    return np.arange(keep) * n // max(keep, 1)
+
+
+def eval_batches(tokens: np.ndarray, batch_size: int, context: int, max_tokens: int | None = None,
+                 spread: bool = False):
+    """Batches (x, y, window indices) of the non-overlapping windows `eval_windows` picks, in order."""
+    index = eval_windows(len(tokens), context, max_tokens, spread)
+    starts = window_starts(len(tokens), context)[index]
     for i in range(0, len(starts), batch_size):
         s = starts[i:i + batch_size]
         idx = s[:, None] + np.arange(context + 1)[None, :]
         chunk = torch.from_numpy(np.asarray(tokens[idx], dtype=np.int64))
-        yield chunk[:, :-1], chunk[:, 1:]
+        yield chunk[:, :-1], chunk[:, 1:], torch.from_numpy(index[i:i + batch_size])

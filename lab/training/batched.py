@@ -149,7 +149,7 @@ def _score(trainer: Trainer, slot: int, m: _Member, config: FinetuneConfig) -> f
     """The member's validation loss, as the lone run's `Trainer.evaluate` computes it."""
     model = trainer.model.expert(slot)
     result = evaluate(model, m.valid, batch_size=config.micro_batch or config.batch_size,
-                      max_tokens=config.eval_tokens, precision=config.precision)
+                      max_tokens=config.eval_tokens, spread=True, precision=config.precision)
     m.eval_flops += result.tokens * costs.inference_flops_per_token(model)
     return result.loss
 

@@ -27,9 +27,10 @@ class Eval:
 
 @torch.no_grad()
 def evaluate(model: torch.nn.Module, tokens: np.ndarray, *, batch_size: int = 16,
-             max_tokens: int | None = None, precision: str = "fp32",
+             max_tokens: int | None = None, spread: bool = False, precision: str = "fp32",
              window_experts: np.ndarray | None = None) -> Eval:
-    """Score consecutive full-context windows of `tokens` (up to `max_tokens` of them).
+    """Score the full-context windows of `tokens`: all of them, or `max_tokens` worth, the first
+    ones or, with `spread`, spread over the stream (`lab.data.tokens.eval_windows`).
     A routed model (`lab.nn.hypernet.HyperGPT`) takes window j through expert `window_experts[j]`."""
     device = next(model.parameters()).device
     cfg = model.config
@@ -37,12 +38,11 @@ def evaluate(model: torch.nn.Module, tokens: np.ndarray, *, batch_size: int = 16
     experts = None if window_experts is None else torch.from_numpy(np.asarray(window_experts, dtype=np.int64))
     was_training = model.training
     model.eval()
-    total, count, seen = 0.0, 0, 0
+    total, count = 0.0, 0
     try:
-        for x, y in eval_batches(tokens, batch_size, cfg.context, max_tokens):
+        for x, y, index in eval_batches(tokens, batch_size, cfg.context, max_tokens, spread):
             x, y = x.to(device), y.to(device)
-            routed = () if experts is None else (None, experts[seen:seen + len(x)].to(device))
-            seen += len(x)
+            routed = () if experts is None else (None, experts[index].to(device))
             with autocast(device, dtype):
                 logits, _ = model(x, *routed)
             total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="sum").item()

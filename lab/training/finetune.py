@@ -38,6 +38,7 @@ class FinetuneConfig:
     patience: int = 4
     """Evaluations without a new best before stopping."""
     eval_tokens: int = 32_768
+    """Validation tokens early stopping scores, in windows spread over the whole split."""
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 0
@@ -46,9 +47,10 @@ class FinetuneConfig:
     """Rank of LoRA adapters trained instead of every weight; 0: full fine-tuning."""
 
     def key(self) -> dict:
-        """The fields for a cache key. Full fine-tuning's are those it had before LoRA existed, so
-        its stored rows stay valid; a LoRA run's name its rank and differ."""
-        fields = asdict(self)
+        """The fields for a cache key, and how early stopping picks its validation windows: rows
+        stored when it read the first `eval_tokens` are not reused. A full fine-tune's key has no
+        `lora_rank`, as before LoRA existed; a LoRA run's names its rank."""
+        fields = {**asdict(self), "eval_windows": "spread"}
         if not self.lora_rank:
             del fields["lora_rank"]
         return fields
@@ -130,7 +132,7 @@ def finetune_train_config(config: FinetuneConfig) -> TrainConfig:
     return TrainConfig(batch_size=config.batch_size, micro_batch=config.micro_batch, lr=config.lr,
                        warmup_steps=config.warmup_steps, cooldown=0.0, weight_decay=config.weight_decay,
                        grad_clip=config.grad_clip, seed=config.seed, precision=config.precision,
-                       eval_every=0, eval_tokens=config.eval_tokens)
+                       eval_every=0, eval_tokens=config.eval_tokens, eval_spread=True)
 
 
 def finetune(model: GPT, train_tokens: np.ndarray, valid_tokens: np.ndarray, config: FinetuneConfig, *,

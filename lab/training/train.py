@@ -92,6 +92,12 @@ class TrainConfig:
     eval_every: int = 500
     eval_tokens: int = 65_536
     """Generic validation tokens scored every `eval_every` steps (the live loss curve)."""
+    eval_spread: bool = False
+    """Score windows spread over the whole validation stream rather than its first `eval_tokens`
+    (`lab.data.tokens.eval_windows`). Fine-tuning's early stopping spreads them: a domain's
+    validation split can be a few long documents. Pretraining reads the prefix of the generic
+    split, thousands of documents of every source in hashed order, which stored checkpoints were
+    scored on."""
     save_every: int = 2_000
     """Steps between saves of the resumable main-run state (0: only at checkpoints)."""
 
@@ -107,7 +113,7 @@ class TrainConfig:
 
     def run_fields(self) -> dict:
         """The fields that decide the weights at a given step (not where the run stops or what it logs)."""
-        skip = ("pretrain_flops", "checkpoint_fractions", "eval_every", "eval_tokens", "save_every")
+        skip = ("pretrain_flops", "checkpoint_fractions", "eval_every", "eval_tokens", "eval_spread", "save_every")
         return {k: v for k, v in asdict(self).items() if k not in skip}
 
 
@@ -309,9 +315,10 @@ class Trainer:
                 bar.set_postfix(loss=f"{self.loss:.3f}", refresh=False)
 
     def evaluate(self) -> float:
-        """Loss on `valid` (first `eval_tokens` of it); fires "on_eval"."""
+        """Loss on `eval_tokens` of `valid` (`TrainConfig.eval_spread` says which); fires "on_eval"."""
         result = self.evaluate_fn(self.model, self.valid, batch_size=self.config.micro_batch or self.config.batch_size,
-                          max_tokens=self.config.eval_tokens, precision=self.config.precision)
+                                  max_tokens=self.config.eval_tokens, spread=self.config.eval_spread,
+                                  precision=self.config.precision)
         self.eval_flops += result.tokens * costs.inference_flops_per_token(self.model)
         self.valid_loss = result.loss
         self._fire("on_eval")
