@@ -12,9 +12,9 @@ from ..data import dsir
 from ..data.cluster import corpus_decode
 from ..data.corpus import load_corpus, load_domain
 from ..data.tokens import window_starts
-from ..errors import LabError
 from ..methods.importance import IMPORTANCE, curve, stream
 from ..scales import get_scale
+from .params import parse_list
 
 
 FIELDS = ("k", "weights", "is_flops", "is_tokens", "finetune_flops", "is_valid_loss", "effective_windows",
@@ -27,11 +27,7 @@ def notebook_sets(scale: str, set_sizes: str = "", ablation_set: int = 0) -> tup
     """Notebook 03's set sizes (comma-separated tokens; empty: the scale's two smallest, as the
     largest set's runs cost the most and the study covers it) and the set of its ablation (0: the
     largest of those)."""
-    try:
-        sizes = [int(n) for n in set_sizes.split(",") if n.strip()]
-    except ValueError:
-        raise LabError(f"set_sizes={set_sizes!r}: give comma-separated numbers of tokens, e.g. "
-                       "\"2000,16000\", or leave it empty for the scale's") from None
+    sizes = parse_list(set_sizes, name="set_sizes")
     sizes = sizes or sorted(get_scale(scale).set_tokens)[:2]
     return sizes, ablation_set or max(sizes)
 
