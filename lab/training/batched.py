@@ -94,7 +94,7 @@ def finetune_many(models: Sequence[GPT], trains: Sequence[np.ndarray], valids: S
     # The lone run's loop: train while under the step cap and within patience.
     active = list(range(len(members))) if config.max_steps > 0 and config.patience > 0 else []
     for e, m in enumerate(members):
-        m.initial = m.best_loss = _score(trainer, e, m, config)
+        m.initial = m.best_loss = _score(trainer, e, m)
         m.history.append((0, m.initial))
         m.best_state = _weights(trainer.model, e)
     while active:
@@ -105,7 +105,7 @@ def finetune_many(models: Sequence[GPT], trains: Sequence[np.ndarray], valids: S
         for slot, i in enumerate(active):
             m = members[i]
             m.seconds += share
-            loss = _score(trainer, slot, m, config)
+            loss = _score(trainer, slot, m)
             m.history.append((trainer.step, loss))
             if loss < m.best_loss:
                 m.best_loss, m.best_step, m.bad, m.best_seconds = loss, trainer.step, 0, m.seconds
@@ -145,11 +145,11 @@ def _weights(stack: BatchedGPT, slot: int) -> dict:
     return {k: v.cpu() for k, v in stack.expert(slot).state_dict().items()}
 
 
-def _score(trainer: Trainer, slot: int, m: _Member, config: FinetuneConfig) -> float:
+def _score(trainer: Trainer, slot: int, m: _Member) -> float:
     """The member's validation loss, as the lone run's `Trainer.evaluate` computes it."""
-    model = trainer.model.expert(slot)
-    result = evaluate(model, m.valid, batch_size=config.micro_batch or config.batch_size,
-                      max_tokens=config.eval_tokens, spread=True, precision=config.precision)
+    model, cfg = trainer.model.expert(slot), trainer.config
+    result = evaluate(model, m.valid, batch_size=cfg.micro_batch or cfg.batch_size, max_tokens=cfg.eval_tokens,
+                      spread=cfg.eval_spread, precision=cfg.precision)
     m.eval_flops += result.tokens * costs.inference_flops_per_token(model)
     return result.loss
 

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data.cluster import check_window_ids, cluster_starts
-from ..data.tokens import BatchSampler, window_starts
+from ..data.tokens import BatchSampler, eval_windows, window_starts
 from ..errors import LabError
 from ..nn.hypernet import HyperGPT
 from ..nn.mixture import BatchedGPT
@@ -119,8 +119,8 @@ def routed_evaluate(model: BatchedGPT, tokens: np.ndarray, window_ids: np.ndarra
     starts = window_starts(len(tokens), context)
     if len(window_ids) != len(starts):
         raise LabError(f"{len(window_ids)} cluster ids for {len(starts)} windows: assign this stream's windows")
-    if max_tokens is not None:
-        starts, window_ids = starts[: max(1, max_tokens // context)], window_ids[: max(1, max_tokens // context)]
+    index = eval_windows(len(tokens), context, max_tokens)
+    starts, window_ids = starts[index], np.asarray(window_ids)[index]
     if len(starts) == 0:
         raise LabError(f"cannot evaluate on {len(tokens)} tokens: a window needs {context + 1}")
     device = model.wte.weight.device
