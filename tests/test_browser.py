@@ -44,6 +44,7 @@ if _missing():
     pytest.skip(_missing(), allow_module_level=True)
 
 from selenium import webdriver  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -139,7 +140,17 @@ def browser():
 
 
 def _state(driver) -> tuple[str, str] | None:
-    """The recommendation's text and the live plot's image, once both are on the page."""
+    """The recommendation's text and the live plot's image, once both are on the page.
+
+    None while the page is redrawing: an element found a moment ago may be replaced before it is read.
+    """
+    try:
+        return _read_state(driver)
+    except StaleElementReferenceException:
+        return None
+
+
+def _read_state(driver) -> tuple[str, str] | None:
     texts = [e.text for e in driver.find_elements(By.CSS_SELECTOR, ".widget-html")
              if "Lowest perplexity" in e.text or "No measured method" in e.text]
     images = [e.get_attribute("src") for e in driver.find_elements(By.CSS_SELECTOR, ".widget-output img")]
@@ -169,10 +180,10 @@ def test_a_slider_moves_the_recommendation_and_the_plot(app, browser, tmp_path):
     assert "{'method'" not in page, "the cells for headless runs are shown"
     assert "Budget explorer" in page and "The decision tree, from the data" in page
 
-    handle, readout = _slider(browser, "domains")
+    handle, _ = _slider(browser, "domains")
     ActionChains(browser).click_and_hold(handle).move_by_offset(150, 0).release().perform()
     after = WebDriverWait(browser, 60, poll_frequency=0.5).until(
         lambda d: (s := _state(d)) and s[0] != text and s[1] != image and s)
-    domains = int(readout.text)
+    domains = int(_slider(browser, "domains")[1].text)
     assert domains > 1 and f"for {domains} domains =" in after[0], (domains, after[0])
     browser.save_screenshot(str(tmp_path / "explore.png"))
