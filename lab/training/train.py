@@ -51,7 +51,7 @@ from tqdm.auto import tqdm
 from .. import atomic, checks
 from . import distributed
 from ..data.tokens import BatchSampler
-from ..device import autocast, autocast_dtype, device_name, pick_device
+from ..device import autocast, autocast_dtype, device_name, keep_freed_memory, pick_device
 from ..errors import LabError
 from ..nn import costs
 from ..nn.checkpoints import load_weights, read_meta, rebuild_advice, save_weights, verified
@@ -199,6 +199,8 @@ class Trainer:
                  extra_flops_per_token: float = 0.0, device: torch.device | str | None = None,
                  progress: bool = True, evaluate_fn: Callable[..., Eval] = evaluate):
         self.device = torch.device(device) if device is not None else pick_device()
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model = model.to(self.device)
         self.config = config
         self.sampler = sampler
