@@ -22,16 +22,13 @@ instantiation, the domain's histogram, its entropy and top-cluster share; the
 fine-tuning itself is stored as an "slm-hn-instance" row, as `specialize_run` writes it.
 The instance is a plain SLM, so `lora_rank` fine-tunes LoRA adapters on it like on the SLM.
 
-Shapes (`Scale.hypernet` in `lab.scales`). At `default`: k = 16 clusters sharing banks of h = 8 matrices
-through codes of m = 8, so the experts' MLPs span 8 SLMs' worth (m and h bound
-the rank: more of either than the other adds nothing). A short measurement at
-1/16 of the default budget (1.1M tokens; generic validation perplexity, the SLM
-178.1) gave k = 4: 166.6, k = 16: 166.9, k = 64: 173.9 (h = 8), and k = 16 with
-h = 16: 166.2. Four to sixteen clusters cost nothing there, and the paper's ratio
-(twice the mixture's experts, 32 against 16) and finer histograms for
-instantiation favour more, so 16; 64 has too little data per code at this budget.
-A step costs 1.01x an SLM step in FLOPs and in time (`benchmarks/bench_hypernet.py`;
-h = 64 would reach 1.6x in time, for no measured gain). `paper`: the paper's k = 32,
+Shapes (`Scale.hypernet` in `lab.scales`). At `default`: k = 32 clusters (the paper's count) sharing
+banks of h = 8 matrices through codes of m = 8, so the experts' MLPs span 8 SLMs' worth (m and h bound
+the rank: more of either than the other adds nothing). A short measurement at the first default's
+1/16 budget (1.1M tokens; generic validation perplexity, the SLM 178.1) gave k = 4: 166.6, k = 16:
+166.9, k = 64: 173.9 (h = 8), and k = 16 with h = 16: 166.2. A step costs 1.02x an SLM step in FLOPs
+and 1.27x in time on the 2-core reference machine (`benchmarks/bench_hypernet.py`, each window of the
+batch from a random cluster; the paper measured 1.64x in GPU-hours). `paper`: the paper's k = 32,
 with m = h = 16 (1.0B pretraining parameters, 8x the SLM; not measured here).
 """
 from __future__ import annotations
@@ -205,8 +202,8 @@ class HyperNetwork(Method):
                choices=INSTANTIATIONS),
         LORA_RANK,
     )
-    seconds_per_flop = 2.9e-11
-    """A step takes up to 1.7x the SLM's time for 1.04x its FLOPs (`benchmarks/bench_hypernet.py`)."""
+    seconds_per_flop = 2.2e-11
+    """A step takes 1.27x the SLM's time for 1.02x its FLOPs (`benchmarks/bench_hypernet.py`)."""
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,
                  callbacks=None, **options) -> list[dict]:
