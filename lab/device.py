@@ -63,9 +63,10 @@ def keep_freed_memory() -> bool:
     threshold has grown past them, and give the heap's free top back once it exceeds twice that
     threshold, so every step faults its activations' pages in again: about 1,700 minor page faults
     (7 MB) a step for the default SLM. Serving blocks up to 32 MiB from the heap and keeping up to
-    256 MiB of free top removes them all, and the default SLM trains 1.2x faster, its LLM 1.05x
-    (`benchmarks/bench_allocator.py`); results are bit for bit the same. Once per process, and only under
-    glibc (musl and macOS have no `mallopt` of this kind); `$LAB_ALLOCATOR=glibc` opts out.
+    256 MiB of free top removes them all: in a fresh process the default SLM's step runs 1.2x faster,
+    its LLM's 1.05x (`benchmarks/bench_allocator.py`), while over a long process glibc's own thresholds
+    often grow to much the same effect. Results are bit for bit the same. Once per process, and only
+    under glibc (musl and macOS have no `mallopt` of this kind); `$LAB_ALLOCATOR=glibc` opts out.
     """
     if os.environ.get("LAB_ALLOCATOR", "lab") == "glibc" or platform.system() != "Linux":
         return False

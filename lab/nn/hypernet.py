@@ -132,9 +132,9 @@ class GeneratedMLP(nn.Module):
     def forward(self, x: torch.Tensor, codes: torch.Tensor, which: torch.Tensor) -> torch.Tensor:
         """`x` [B, T, d]; window b uses codes[which[b]].
 
-        Each present expert's matrices are generated once, then gathered per window so that
-        one batched matmul serves every expert: a loop over the experts of a batch cost a
-        small matmul each: the step took 1.66x the SLM's time, batched 1.27x (`benchmarks/bench_hypernet.py`)."""
+        Each present expert's matrices are generated once, then gathered per window so that one
+        batched matmul serves every expert. A loop over the experts, a small matmul each, made the
+        step 1.66x the SLM's time; batched it is 1.27x (`benchmarks/bench_hypernet.py`)."""
         up, down = self.weights(codes)
         hidden = F.gelu(_add_bias(torch.bmm(x, up[which].transpose(1, 2)), self.up_bias))
         return _add_bias(torch.bmm(hidden, down[which].transpose(1, 2)), self.down_bias)
