@@ -120,7 +120,7 @@ def test_a_registered_method_runs_through_the_study_and_the_command_line(tiny_co
     study.run_study("tiny", ["toy"], ["code", "legal"], [2_000], curve_sets=[], dry_run=True, progress=False,
                     log=lines.append, wings=3)
     assert any(line.startswith("  toy") and "2 done in" in line for line in lines)
-    assert "done so far in" in lines[-1]
+    assert "done so far in" in lines[-1] and "of wall time" in lines[-1]
     loaded = study.load_study("tiny")
     rows = loaded.results[loaded.results["method"] == "toy"]
     assert set(rows["domain"]) == {"code", "legal"} and (rows["ppl_after"] < rows["ppl_before"]).all()
@@ -202,6 +202,17 @@ def test_dry_run_lists_steps_and_time(tiny_corpus):
     text = "\n".join(lines)
     assert "slm pretraining" in text and "slm-is x 1 domains, set 2,000" in text
     assert text.splitlines()[-1].startswith("total:") and "FLOPs" in text.splitlines()[-1]
+    lines.clear()
+    study.run_study("tiny", ["slm", "slm-is"], ["code"], [2_000, 16_000], dry_run=True, log=lines.append, workers=2)
+    assert "on 2 workers" in lines[-1]
+
+
+def test_wall_time_counts_overlapping_steps_once():
+    from lab.study.run import _wall_seconds
+    steps = [{"started": 100.0, "seconds": 10.0}, {"started": 105.0, "seconds": 10.0},  # two workers
+             {"started": 200.0, "seconds": 5.0},  # after a pause
+             {"seconds": 50.0}]  # written before steps recorded their start
+    assert _wall_seconds(steps) == pytest.approx(20.0)
 
 
 # -- findings on synthetic studies ------------------------------------------------------

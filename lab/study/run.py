@@ -176,7 +176,7 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
     manifest = read_manifest(scale)
     rates = Rates.from_manifest(manifest)
     if dry_run:
-        for line in describe_plan(plan, manifest, rates):
+        for line in describe_plan(plan, manifest, rates, slots=workers or 1):
             log(line)
         return StudyReport(scale.name)
     launcher = launcher_argv(pretrain_launcher)
@@ -368,7 +368,7 @@ def _run_step(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict
             (f", generic perplexity {math.exp(loss):.1f}" if loss is not None else "")
         keep = ("checkpoint", "pretrain_flops", "pretrain_tokens", "valid_loss", "seconds", "device", "experts", "steps")
         return {**_step_fields(step), "status": "done", "cached": cached, "seconds": time.perf_counter() - t0,
-                "summary": summary, "rows": [{k: r[k] for k in keep if k in r} for r in rows]}
+                "started": started, "summary": summary, "rows": [{k: r[k] for k in keep if k in r} for r in rows]}
     options = dict(step.options)
     method = METHODS[step.method]
     pretrain_flops = None if method.from_scratch else step.budget
@@ -376,7 +376,7 @@ def _run_step(step: Step, plan: Plan, launcher: list[str] | None = None) -> dict
                             pretrain_flops=pretrain_flops, progress=False, **options)
     summary = f"perplexity {row['ppl_before']:.1f} -> {row['ppl_after']:.1f}"
     return {**_step_fields(step), "status": "done", "cached": bool(row["cached"]),
-            "seconds": time.perf_counter() - t0, "summary": summary, "cache_key": row["cache_key"],
+            "seconds": time.perf_counter() - t0, "started": started, "summary": summary, "cache_key": row["cache_key"],
             "row_id": row["id"]}
 
 
@@ -411,10 +411,24 @@ def _measured_seconds(step: Step, manifest: dict) -> float:
     return seconds
 
 
-def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
+def _wall_seconds(entries: Sequence[dict]) -> float:
+    """The wall time during which at least one of these steps ran: steps that overlapped on workers
+    count once, and the pauses of a killed and resumed study not at all. Entries written before
+    steps recorded when they started are left out."""
+    spans = sorted((e["started"], e["started"] + e["seconds"]) for e in entries if e.get("started"))
+    total, end = 0.0, -math.inf
+    for a, b in spans:
+        total += max(0.0, b - max(a, end))
+        end = max(end, b)
+    return total
+
+
+def describe_plan(plan: Plan, manifest: dict, rates: Rates, slots: int = 1) -> list[str]:
     """The dry run's lines: the steps grouped by (method, set size, budget) over domains, each
-    with planned FLOPs and estimated time of the steps left and the measured time of those done,
-    then the totals per method and overall."""
+    with planned FLOPs and estimated time of the steps left and the step time of those done,
+    then the totals per method and overall. With `slots` workers the total time left is shared
+    among them; the step time of the steps done sums the workers' seconds, and the wall time beside
+    it is what they took."""
     done = {sid for sid, s in manifest.get("steps", {}).items() if s.get("status") == "done"}
     done |= {s.id for s in plan.steps if s.phase == "pretrain" and _pretrained_in_store(s.method, plan.scale)}
     lines = [f"study plan ({plan.scale}): {len(plan.methods)} methods, "
@@ -425,7 +439,7 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
              "seconds per FLOP: " + ", ".join(
                  f"{k} {r:.2g} ({src})" for k in sorted({s.rate_key for s in plan.steps})
                  for r, src in [rates.rate(k)]),
-             f"{'step':<58} {'steps':>5} {'to run':>6} {'FLOPs':>9} {'time':>8} {'measured':>9}"]
+             f"{'step':<58} {'steps':>5} {'to run':>6} {'FLOPs':>9} {'time':>8} {'step time':>9}"]
     groups: dict[tuple, list[Step]] = {}
     for s in plan.steps:
         groups.setdefault((s.method, s.phase, s.set_tokens, s.fraction), []).append(s)
@@ -451,9 +465,14 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates) -> list[str]:
     for method, (n, todo, flops, secs, measured) in totals.items():
         lines.append(f"  {method:<12} {n:>4} steps, {todo:>4} to run, {flops:9.3g} FLOPs, about {_duration(secs)}"
                      f"; {n - todo} done in {_duration(measured)}")
-    all_secs = sum(t[3] for t in totals.values())
+    left = [rates.seconds(s) for s in plan.steps if s.id not in done]
+    all_secs = max(sum(left) / slots, max(left, default=0.0))
+    wall = _wall_seconds([manifest["steps"][s.id] for s in plan.steps if s.id in manifest.get("steps", {})
+                          and s.id in done])
     lines.append(f"total: {len(plan.steps)} steps, {sum(t[1] for t in totals.values())} to run, "
-                 f"{sum(t[2] for t in totals.values()):.3g} FLOPs, about {_duration(all_secs)} "
+                 f"{sum(t[2] for t in totals.values()):.3g} FLOPs, about {_duration(all_secs)}"
+                 f"{f' on {slots} workers' if slots > 1 else ''} "
                  "(fine-tunings priced at their step cap: early stopping makes them shorter); done so far "
-                 f"in {_duration(sum(t[4] for t in totals.values()))} measured")
+                 f"in {_duration(sum(t[4] for t in totals.values()))} of step time"
+                 + (f", {_duration(wall)} of wall time" if wall else ""))
     return lines
