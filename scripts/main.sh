@@ -8,7 +8,7 @@ SCALE=${SCALE:-default}
 bash scripts/setup.sh
 .venv/bin/python -m lab data build --scale "$SCALE"
 # The study's independent steps run on single-threaded Ray workers, one per core: two SLM-shaped runs on
-# one thread each do 1.44x the work of one on two threads (README, "Faster since that study").
+# one thread each do 1.44x the work of one on two threads (README, "Faster since the one-process study").
 # WORKERS=1 keeps the study in one process, without Ray.
 WORKERS=${WORKERS:-$(nproc)}
 if ! [[ "$WORKERS" =~ ^[1-9][0-9]*$ ]]; then

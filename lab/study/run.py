@@ -211,6 +211,12 @@ def run_study(scale: str | Scale, methods_: Sequence[str] | None = None, domains
     return ledger.close()
 
 
+def shared_seconds(steps: Sequence[float], slots: int) -> float:
+    """The time `steps` (seconds each) take on `slots` workers: their sum shared among them, but never
+    less than the longest, which one worker runs alone."""
+    return max(sum(steps) / slots, max(steps, default=0.0))
+
+
 class Ledger:
     """A study's bookkeeping as its steps finish, in whatever order and whoever ran them: the
     manifest, the report, the measured rates, the estimate of the time left, the log line and
@@ -279,10 +285,9 @@ class Ledger:
     def seconds_left(self) -> float:
         """The estimated time of the steps not finished (those running counted whole), shared among
         the slots, but never less than the longest of them."""
-        steps = [self.rates.seconds(s) for s in self.plan.steps if s.id not in self.finished
-                 and s.method not in self.failed_methods
-                 and self.manifest["steps"].get(s.id, {}).get("status") != "done"]
-        return max(sum(steps) / self.slots, max(steps, default=0.0))
+        return shared_seconds([self.rates.seconds(s) for s in self.plan.steps if s.id not in self.finished
+                               and s.method not in self.failed_methods
+                               and self.manifest["steps"].get(s.id, {}).get("status") != "done"], self.slots)
 
     def close(self) -> StudyReport:
         """The report, with each method's status, also written to the manifest and the log."""
@@ -444,10 +449,13 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates, slots: int = 1) -> l
     for s in plan.steps:
         groups.setdefault((s.method, s.phase, s.set_tokens, s.fraction), []).append(s)
     totals: dict[str, list[float]] = {}
+    left: list[float] = []
     for (method, phase, n, f), steps in groups.items():
         todo = [s for s in steps if s.id not in done]
         flops = sum(s.flops for s in todo)
-        secs = sum(rates.seconds(s) for s in todo)
+        todo_secs = [rates.seconds(s) for s in todo]
+        left += todo_secs
+        secs = sum(todo_secs)
         measured = sum(_measured_seconds(s, manifest) for s in steps if s.id in done)
         t = totals.setdefault(method, [0, 0, 0.0, 0.0, 0.0])
         t[0] += len(steps)
@@ -465,8 +473,7 @@ def describe_plan(plan: Plan, manifest: dict, rates: Rates, slots: int = 1) -> l
     for method, (n, todo, flops, secs, measured) in totals.items():
         lines.append(f"  {method:<12} {n:>4} steps, {todo:>4} to run, {flops:9.3g} FLOPs, about {_duration(secs)}"
                      f"; {n - todo} done in {_duration(measured)}")
-    left = [rates.seconds(s) for s in plan.steps if s.id not in done]
-    all_secs = max(sum(left) / slots, max(left, default=0.0))
+    all_secs = shared_seconds(left, slots)
     wall = _wall_seconds([manifest["steps"][s.id] for s in plan.steps if s.id in manifest.get("steps", {})
                           and s.id in done])
     lines.append(f"total: {len(plan.steps)} steps, {sum(t[1] for t in totals.values())} to run, "
