@@ -37,6 +37,8 @@ def test_lora_trains_fewer_weights_and_its_row_follows_the_formula(tiny_corpus, 
 def test_every_method_that_fine_tunes_takes_a_rank_or_says_why_not():
     takers = {name for name, m in methods.METHODS.items() if m.option("lora_rank")}
     assert takers >= {"slm", "llm", "slm-d", "slm-is", "slm-mix", "slm-hn"}
+    # The rate benchmark sweeps every one of them (`benchmarks/bench_finetune_lr.py`).
+    assert {name for name, m in methods.METHODS.items() if m.option("lr_scale")} == takers
     with pytest.raises(LabError, match="slm-nopt cannot take lora_rank: it trains every weight from random"):
         methods.get("slm-nopt").check_options({"lora_rank": RANK})
     with pytest.raises(LabError, match=r"slm-mix: --lora-rank -2: give a rank of 0 \(full fine-tuning\) or more"):

@@ -135,7 +135,7 @@ def test_a_registered_method_runs_through_the_study_and_the_command_line(tiny_co
 
 def test_every_method_refuses_options_it_does_not_take(tiny_corpus, capsys):
     """Checked before anything trains, for methods with options and without."""
-    with pytest.raises(LabError, match="slm takes the options lora_rank, not experts"):
+    with pytest.raises(LabError, match="slm takes the options lora_rank, lr_scale, not experts"):
         methods.specialize("slm", "code", 2_000, "tiny", experts=3)
     with pytest.raises(LabError, match="slm-generic takes no options, not lora_rank"):
         methods.specialize("slm-generic", "code", 2_000, "tiny", lora_rank=4)
@@ -145,7 +145,7 @@ def test_every_method_refuses_options_it_does_not_take(tiny_corpus, capsys):
         methods.pretrain("slm-mix", "tiny", selection="top")
     assert main(["specialize", "--method", "llm", "--domain", "code", "--set-tokens", "2000", "--scale", "tiny",
                  "--k", "4"]) == 2
-    assert "llm takes the options lora_rank, not k" in capsys.readouterr().err
+    assert "llm takes the options lora_rank, lr_scale, not k" in capsys.readouterr().err
 
 
 def test_only_unregistered_methods_are_unknown(tiny_corpus, toy):

@@ -167,6 +167,18 @@ def test_finetune_recipe_scales_with_the_set():
     assert finetune_config("slm", "tiny", 2_000).eval_tokens <= get_scale("tiny").valid_tokens
 
 
+def test_lr_scale_multiplies_the_recipe_rate_and_only_it():
+    recipe = finetune_config("slm", "default", 64_000)
+    assert finetune_config("slm", "default", 64_000, lr_scale=1.0) == recipe  # the study's cache keys stay
+    swept = finetune_config("slm", "default", 64_000, lr_scale=0.3)
+    assert swept.lr == pytest.approx(0.3 * recipe.lr)
+    assert {k: v for k, v in swept.key().items() if k != "lr"} == {k: v for k, v in recipe.key().items() if k != "lr"}
+    from lab.errors import LabError
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(LabError, match="give a positive multiple of the recipe's learning rate"):
+            finetune_config("slm", "default", 64_000, lr_scale=bad)
+
+
 def test_trainer_rejects_unknown_event():
     from lab.errors import LabError
     with pytest.raises(LabError):

@@ -65,6 +65,9 @@ LORA_RANK = Option("lora_rank", int, "fine-tune LoRA adapters of this rank (peft
                    "0: full fine-tuning", check=lambda r: None if r >= 0 else "give a rank of 0 (full fine-tuning) "
                    "or more")
 """Every method that fine-tunes a pretrained GPT takes it (`lab.training.lora`)."""
+LR_SCALE = Option("lr_scale", float, "fine-tune at this multiple of the recipe's learning rate (1: the recipe)",
+                  study=False, check=positive)
+"""For measuring the recipe (`benchmarks/bench_finetune_lr.py`); the study keeps the recipe's rate."""
 
 
 @dataclass(frozen=True)

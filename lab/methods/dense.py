@@ -20,17 +20,18 @@ from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.train import seed_everything, train_config
 from . import runs
-from .base import LORA_RANK, Layout, Method, Step, finetune_flops, lora_rank, priced, scoring_flops
+from .base import LORA_RANK, LR_SCALE, Layout, Method, Step, finetune_flops, lora_rank, priced, scoring_flops
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
 
 def specialize_checkpoint(checkpoint: str, kind: str, domain: str, set_tokens: int, scale: str | Scale, *,
-                          method: str, seed: int = 0, progress: bool = True, lora_rank: int = 0) -> ResultRow:
+                          method: str, seed: int = 0, progress: bool = True, lora_rank: int = 0,
+                          lr_scale: float = 1.0) -> ResultRow:
     """A dense checkpoint fine-tuned on a domain with the scale's recipe: the SLM's and the LLM's
     specialization, and the one-model reference of the ablations, which pretrain runs of their own."""
     dom, train = domain_data(domain, set_tokens, scale)
-    config = finetune_config(kind, scale, len(train), seed=seed, lora_rank=lora_rank)
+    config = finetune_config(kind, scale, len(train), seed=seed, lora_rank=lora_rank, lr_scale=lr_scale)
     return runs.specialize_run(checkpoint, kind, scale, dom.name, train, dom.validation, dom.test, method=method,
                                seed=seed, config=config, progress=progress)
 
@@ -38,7 +39,7 @@ def specialize_checkpoint(checkpoint: str, kind: str, domain: str, set_tokens: i
 class Dense(Method):
     """A transformer of the scale's SLM or LLM shape, pretrained on the generic corpus and
     fine-tuned on the domain set (`lab.methods.runs.specialize_run`)."""
-    options = (LORA_RANK,)
+    options = (LORA_RANK, LR_SCALE)
 
     def __init__(self, name: str, kind: str, title: str, seconds_per_flop: float):
         self.name, self.kind, self.title, self.seconds_per_flop = name, kind, title, seconds_per_flop
@@ -52,10 +53,11 @@ class Dense(Method):
         return checkpoint_rows(paths)
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,
-                   pretrain_flops: float | None = None, progress: bool = True, lora_rank: int = 0) -> ResultRow:
+                   pretrain_flops: float | None = None, progress: bool = True, lora_rank: int = 0,
+                   lr_scale: float = 1.0) -> ResultRow:
         ckpt = pick_checkpoint(self.pretrain(scale, seed=seed, progress=progress), pretrain_flops)
         return specialize_checkpoint(ckpt["checkpoint"], self.kind, domain, set_tokens, scale, method=self.name,
-                                     seed=seed, progress=progress, lora_rank=lora_rank)
+                                     seed=seed, progress=progress, lora_rank=lora_rank, lr_scale=lr_scale)
 
     def price(self, step: Step, layout: Layout) -> float:
         # SLM-d fine-tunes its LLM teacher with this very recipe and keeps the row: at the

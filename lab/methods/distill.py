@@ -35,7 +35,7 @@ from ..training.distill import DEFAULT_ALPHA, DEFAULT_TEMPERATURE, Distiller, ch
 from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from . import runs
-from .base import LORA_RANK, Layout, Method, Option, Step, finetune_flops, lora_rank, positive
+from .base import LORA_RANK, LR_SCALE, Layout, Method, Option, Step, finetune_flops, lora_rank, positive
 from .common import domain_data, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
@@ -63,7 +63,7 @@ def _pair_costs(student: dict, teacher: dict) -> dict:
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, alpha: float = DEFAULT_ALPHA,
                temperature: float = DEFAULT_TEMPERATURE, teacher_flops: float | None = None,
-               lora_rank: int = 0) -> ResultRow:
+               lora_rank: int = 0, lr_scale: float = 1.0) -> ResultRow:
     """Distil the LLM checkpoint nearest `teacher_flops`, fine-tuned on the domain, into the SLM
     checkpoint nearest `pretrain_flops` (both default to the largest). The row's `extra` keeps each
     model's share of the costs (`student_pretrain_flops`, `teacher_pretrain_flops`,
@@ -73,7 +73,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     dom, train = domain_data(domain, set_tokens, scale)
     student = pick_checkpoint(methods.pretrain("slm", scale, seed=seed, progress=progress), pretrain_flops)
     teacher = pick_checkpoint(methods.pretrain("llm", scale, seed=seed, progress=progress), teacher_flops)
-    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank, lr_scale=lr_scale)
     teacher_config = finetune_config("llm", scale, len(train), seed=seed, lora_rank=lora_rank)
     # The fine-tuned teacher is decided by its checkpoint and the llm recipe (fine-tuning is seeded).
     key = {"method": "slm-d", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
@@ -123,6 +123,7 @@ class Distillation(Method):
         Option("teacher_flops", float, "the LLM teacher checkpoint nearest this pretraining budget (FLOPs; "
                "default: the largest)", pretrain=True, study=False, check=positive),
         LORA_RANK,
+        LR_SCALE,
     )
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, **options) -> list[dict]:

@@ -53,7 +53,7 @@ from ..training.routing import RoutedSampler, routed_evaluator
 from ..training.train import pretrain as train_pretrain
 from ..training.train import train_config
 from . import runs
-from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
+from .base import LORA_RANK, LR_SCALE, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
 from .common import checkpoint_rows, domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
 
@@ -154,7 +154,7 @@ def instantiate_checkpoint(checkpoint: str | Path, histogram: np.ndarray, how: s
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               instantiate: str = "top", lora_rank: int = 0,
+               instantiate: str = "top", lora_rank: int = 0, lr_scale: float = 1.0,
                budget_flops: Sequence[float] | None = None) -> ResultRow:
     """SLM-hn on a domain: the SLM the hyper-network generates for the domain's histogram, fine-tuned on its
     set, from the checkpoint nearest `pretrain_flops` of the run with checkpoints at `budget_flops` (default:
@@ -165,7 +165,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     dom, train = domain_data(domain, set_tokens, scale)
     ckpt = Path(pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=cfg.n_experts,
                                          budget_flops=budget_flops), pretrain_flops)["checkpoint"])
-    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank, lr_scale=lr_scale)
     key = {"method": "slm-hn", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "experts": cfg.n_experts, "instantiate": instantiate,
            "checkpoint": runs.file_hash(ckpt / "model.safetensors"), "finetune": config.key()}
@@ -201,6 +201,7 @@ class HyperNetwork(Method):
         Option("instantiate", str, "from the domain's top cluster or its whole cluster histogram",
                choices=INSTANTIATIONS),
         LORA_RANK,
+        LR_SCALE,
     )
     seconds_per_flop = 2.2e-11
     """A step takes 1.27x the SLM's time for 1.02x its FLOPs (`benchmarks/bench_hypernet.py`)."""

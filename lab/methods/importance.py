@@ -77,7 +77,7 @@ from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.importance import ImportanceWeights, importance_weights
 from ..training.train import budget_steps, checkpoint_name, pretrain, train_config
-from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank, positive, priced
+from .base import LORA_RANK, LR_SCALE, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank, positive, priced
 from .common import checkpoint_rows, domain_data
 from .runs import file_hash
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
@@ -319,7 +319,7 @@ def check_repeats(rs: Resampling | DsirResampling, flops: float, scale: str) -> 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, k: int | None = None,
                spec_flops: float | None = None, weights: str = "histogram", importance: str = "clusters",
-               lora_rank: int = 0) -> ResultRow:
+               lora_rank: int = 0, lr_scale: float = 1.0) -> ResultRow:
     """SLM-is on one domain: train on the resampled generic stream for `spec_flops`, then
     fine-tune. `pretrain_flops` is ignored (SLM-is has no pretraining)."""
     rs = stream(domain, set_tokens, scale, importance=importance, k=k, weights=weights, spec_flops=spec_flops,
@@ -331,7 +331,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
         budget_steps(model_config("slm", scale), train_config("slm", scale), flops=[budgets[-1]])[0])
     if not (path / "meta.json").exists():
         path = Path(_train(rs, dom, scale, budgets, seed, progress)[-1]["checkpoint"])
-    return _finetune(path, rs, dom, train_set, scale, seed, progress, lora_rank)
+    return _finetune(path, rs, dom, train_set, scale, seed, progress, lora_rank, lr_scale)
 
 
 def curve(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None = None, k: int | None = None,
@@ -347,13 +347,13 @@ def curve(domain: str, set_tokens: int, scale: str, *, spec_flops: float | None 
 
 
 def _finetune(checkpoint: Path, rs: Resampling | DsirResampling, dom: Domain, train_set: np.ndarray, scale: str,
-              seed: int, progress: bool, lora_rank: int = 0) -> ResultRow:
+              seed: int, progress: bool, lora_rank: int = 0, lr_scale: float = 1.0) -> ResultRow:
     """Fine-tune one checkpoint of a resampled run and store the row, every FLOP counted as specialization.
 
     (`lab.methods.runs.specialize_run` books the checkpoint's FLOPs as pretraining, shared
     by every domain; here they are this domain's alone.)"""
     meta = read_meta(checkpoint)
-    ft = finetune_config("slm", scale, len(train_set), seed=seed, lora_rank=lora_rank)
+    ft = finetune_config("slm", scale, len(train_set), seed=seed, lora_rank=lora_rank, lr_scale=lr_scale)
     key = {"method": "slm-is", "scale": scale, "domain": dom.name, "set_tokens": len(train_set), "seed": seed,
            **rs.row_key(), "checkpoint": file_hash(checkpoint / "model.safetensors"), "finetune": ft.key()}
 
@@ -395,6 +395,7 @@ class ImportanceSampling(Method):
         Option("importance", str, "resample the generic corpus by cluster histograms (the paper's) or by DSIR's "
                "hashed n-gram weights", choices=IMPORTANCE),
         LORA_RANK,
+        LR_SCALE,
     )
 
     def specialize(self, domain: str, set_tokens: int, scale: str | Scale, *, seed: int = 0,

@@ -43,7 +43,7 @@ from ..training.finetune import finetune_config
 from ..training.routing import pretrain_mixture, routed_evaluate
 from ..training.train import train_config
 from . import runs
-from .base import LORA_RANK, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
+from .base import LORA_RANK, LR_SCALE, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank
 from .common import domain_data, generic_streams, pick_checkpoint
 from .store import ResultRow, ResultStore, cached_run, data_hash
 
@@ -178,7 +178,7 @@ def select_expert(rule: str, model: BatchedGPT, histogram: np.ndarray, train: np
 
 def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: int = 0,
                pretrain_flops: float | None = None, progress: bool = True, experts: int | None = None,
-               selection: str = "top", lora_rank: int = 0,
+               selection: str = "top", lora_rank: int = 0, lr_scale: float = 1.0,
                budget_flops: Sequence[float] | None = None) -> ResultRow:
     """SLM-mix on a domain: the expert `selection` picks, fine-tuned on the domain's set, from the mixture
     checkpoint nearest `pretrain_flops` of the run with checkpoints at `budget_flops` (default: the
@@ -190,7 +190,7 @@ def specialize(method: str, domain: str, set_tokens: int, scale: str, *, seed: i
     ckpt = pick_checkpoint(pretrain(method, scale, seed=seed, progress=progress, experts=k, budget_flops=budget_flops),
                            pretrain_flops)
     mixture_ckpt = Path(ckpt["checkpoint"])
-    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank)
+    config = finetune_config("slm", scale, len(train), seed=seed, lora_rank=lora_rank, lr_scale=lr_scale)
     key = {"method": "slm-mix", "scale": scale, "domain": dom.name, "set_tokens": len(train), "seed": seed,
            "experts": k, "selection": selection,
            "checkpoint": runs.file_hash(mixture_ckpt / "model.safetensors"), "finetune": config.key()}
@@ -235,6 +235,7 @@ class Mixture(Method):
         Option("selection", str, "expert for the domain: most frequent cluster, lowest loss, or fine-tune all",
                choices=SELECTIONS),
         LORA_RANK,
+        LR_SCALE,
     )
 
     def pretrain(self, scale: str | Scale, *, seed: int = 0, progress: bool = True, budget_flops=None,

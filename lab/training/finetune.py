@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data.tokens import BatchSampler
+from ..errors import LabError
 from ..nn.model import GPT
 from ..progress import hidden
 from ..scales import Scale, get_scale
@@ -66,7 +67,7 @@ x30 97.1 on 2k; rank 16 at x10 95.6 / 74.7. Full fine-tuning gave 84.0 / 58.7.""
 
 
 def finetune_config(kind: str, scale: str | Scale, set_tokens: int, seed: int = 0,
-                    lora_rank: int = 0) -> FinetuneConfig:
+                    lora_rank: int = 0, lr_scale: float = 1.0) -> FinetuneConfig:
     """The recipe for a domain set of `set_tokens` tokens.
 
     Learning rate: the scale's share of the pretraining rate on the smallest set,
@@ -80,7 +81,10 @@ def finetune_config(kind: str, scale: str | Scale, set_tokens: int, seed: int = 
     Cap: 4 epochs, and never fewer than 100-200 steps (by scale).
     Evaluation every half epoch, between 10 and 100 steps.
     LoRA (`lora_rank` > 0): the same recipe at `LORA_LR_SCALE` times the rate.
+    `lr_scale` multiplies the rate (the benchmark's sweep; 1: the recipe).
     """
+    if not (lr_scale > 0 and np.isfinite(lr_scale)):
+        raise LabError(f"lr_scale={lr_scale!r}: give a positive multiple of the recipe's learning rate (1: the recipe)")
     data = get_scale(scale)
     pre = train_config(kind, data)
     batch_size, eval_tokens, min_steps, share = (data.finetune.batch_size, data.finetune.eval_tokens,
@@ -88,7 +92,7 @@ def finetune_config(kind: str, scale: str | Scale, set_tokens: int, seed: int = 
     steps_per_epoch = set_tokens / (batch_size * data.context)
     share = min(MAX_LR_SHARE, share * (max(set_tokens, 1) / min(data.set_tokens)) ** 0.5)
     return FinetuneConfig(
-        lr=pre.lr * share * (LORA_LR_SCALE if lora_rank else 1.0),
+        lr=pre.lr * share * (LORA_LR_SCALE if lora_rank else 1.0) * lr_scale,
         batch_size=batch_size,
         micro_batch=min(pre.micro_batch, batch_size),
         max_steps=max(min_steps, round(EPOCHS * steps_per_epoch)),
