@@ -5,13 +5,14 @@ validation loss).
 
     python benchmarks/bench_finetune_lr.py [--scale default] [--methods slm llm slm-mix slm-hn slm-is slm-d]
                                           [--domains legal science drama] [--shares 0.003 0.01 0.03 0.1 0.3]
+                                          [--per-domain]
 
 Each method specializes to each domain and set size at each rate (`lr_scale`, the method's own
 specialization: SLM-mix's chosen expert, SLM-hn's generated SLM, SLM-is's model trained on the
 resampled stream, SLM-d's student with its fine-tuned teacher), the rate given as a share of the
 pretraining rate of the model it fine-tunes; what each method needs is trained first if the cache
 lacks it. It prints the macro test perplexity (exp of the mean log-perplexity over the domains); `*`
-marks the recipe's own rate. SLM-is runs on the scale's SLM-is sets only (`Scale.importance_sets`):
+marks the recipe's own rate; `--per-domain` adds each domain's perplexities below. SLM-is runs on the scale's SLM-is sets only (`Scale.importance_sets`):
 each of its domains and sets trains a model of its own. Runs are cached rows of the results store
 (the study reads its rows by its manifest's keys, so these stay out of it), so a second call prints at
 once. It prints a table; it is not a test.
@@ -36,6 +37,7 @@ def main() -> None:
     parser.add_argument("--domains", nargs="+", default=["legal", "science", "drama"])
     parser.add_argument("--shares", nargs="+", type=float, default=[0.003, 0.01, 0.03, 0.1, 0.3],
                         help="learning rates as shares of the pretraining rate")
+    parser.add_argument("--per-domain", action="store_true", help="each domain's perplexities below the macro")
     args = parser.parse_args()
     scale = get_scale(args.scale)
     print(f"scale {scale.name}; macro test perplexity over {', '.join(args.domains)} after fine-tuning at each "
@@ -45,23 +47,30 @@ def main() -> None:
         kind = "llm" if name == "llm" else "slm"
         base_lr = train_config(kind, scale).lr
         sets = ([scale.set_tokens[i] for i in scale.importance_sets] if name == "slm-is" else scale.set_tokens)
-        print(f"{method.title} (rates as shares of the {kind.upper()}'s pretraining rate, {base_lr:g})")
+        print(f"{method.title} (rates as shares of the {kind.upper()}'s pretraining rate, {base_lr:.1e})")
         print(f"{'set tokens':>11}" + "".join(f"{s:>16g}" for s in args.shares) + f"{'recipe':>10}{'before':>9}")
         for set_tokens in sets:
             recipe = finetune_config(kind, scale, set_tokens)
-            cells, before = [], None
+            cells, by_domain = [], {domain: [] for domain in args.domains}
             for share in args.shares:
                 lr_scale = base_lr * share / recipe.lr
+                mark = "*" if abs(lr_scale - 1.0) <= 1e-3 else " "
                 rows = [method.specialize(domain, set_tokens, scale.name, progress=False, lr_scale=lr_scale)
                         for domain in args.domains]
                 ppl = macro_perplexity([r["ppl_after"] for r in rows])
                 # Before fine-tuning: SLM-is's model differs by set, the others' only by domain.
                 before = macro_perplexity([r["ppl_before"] for r in rows])
                 steps = sum(r.extra["best_step"] for r in rows) / len(rows)
-                mark = "*" if abs(lr_scale - 1.0) <= 1e-3 else " "
                 cells.append(f"{ppl:>8.2f}{mark}({steps:>4.0f})")
+                for domain, r in zip(args.domains, rows):
+                    by_domain[domain].append((f"{r['ppl_after']:>8.2f}{mark}({r.extra['best_step']:>4})",
+                                              r["ppl_before"]))
             print(f"{set_tokens:>11,}" + "".join(f"{c:>16}" for c in cells) + f"{recipe.lr / base_lr:>10.3g}"
                   f"{before:>9.2f}", flush=True)
+            if args.per_domain:
+                for domain, domain_cells in by_domain.items():
+                    print(f"{domain:>11}" + "".join(f"{c:>16}" for c, _ in domain_cells) + f"{'':>10}"
+                          f"{domain_cells[-1][1]:>9.2f}")
         print()
 
 
