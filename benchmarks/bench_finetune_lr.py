@@ -12,8 +12,9 @@ specialization: SLM-mix's chosen expert, SLM-hn's generated SLM, SLM-is's model 
 resampled stream, SLM-d's student with its fine-tuned teacher), the rate given as a share of the
 pretraining rate of the model it fine-tunes; what each method needs is trained first if the cache
 lacks it. It prints the macro test perplexity (exp of the mean log-perplexity over the domains); `*`
-marks the recipe's own rate; `--per-domain` adds each domain's perplexities below. SLM-is runs on the scale's SLM-is sets only (`Scale.importance_sets`):
-each of its domains and sets trains a model of its own. Runs are cached rows of the results store
+marks the recipe's own rate; `--per-domain` adds each domain's perplexities below. SLM-is runs on
+the scale's SLM-is sets only (`Scale.importance_sets`): each of its domains and sets trains a model of
+its own. Runs are cached rows of the results store
 (the study reads its rows by its manifest's keys, so these stay out of it), so a second call prints at
 once. It prints a table; it is not a test.
 """

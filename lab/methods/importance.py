@@ -77,7 +77,8 @@ from ..training.evaluate import evaluate
 from ..training.finetune import finetune, finetune_config
 from ..training.importance import ImportanceWeights, importance_weights
 from ..training.train import budget_steps, checkpoint_name, pretrain, train_config
-from .base import LORA_RANK, LR_SCALE, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank, positive, priced
+from .base import (LORA_RANK, LR_SCALE, Layout, Method, Option, Step, at_least, finetune_flops, lora_rank, positive,
+                   priced)
 from .common import checkpoint_rows, domain_data
 from .runs import file_hash
 from .store import ResultRow, ResultStore, cached_run, data_hash, stable_hash
