@@ -139,8 +139,9 @@ SCALES: dict[str, Scale] = {
         # chosen among shapes by `benchmarks/bench_shapes.py` (docs/regime.md, section 6).
         pretrain=PretrainRecipe(slm_tokens=72_000_000, warmup_steps=200),
         # Measured by `benchmarks/bench_finetune_lr.py` on the fully pretrained SLM: 0.01-0.03x its
-        # pretraining rate is best on 8k tokens, 0.1x on 64k, 0.1-0.3x on 512k, and on every other
-        # method's specialization the same (docs/regime.md, section 7).
+        # pretraining rate is best on 8k tokens, 0.1x on 64k, 0.1-0.3x on 512k, and on SLM-mix's,
+        # SLM-hn's and SLM-is's specialization the same; SLM-d's student takes 0.3x on 64k (docs/regime.md,
+        # section 7).
         finetune=FinetuneRecipe(batch_size=8, eval_tokens=32_768, min_steps=200, lr_share=0.03),
         cluster_ks=(4, 8, 16, 32, 64, 256), mixture_experts=16, mixture_ablation=(4, 8, 16),
         hypernet=(32, 8, 8), hypernet_ablation=(4, 8, 16, 32, 64), importance_k=16,
