@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 
+from lab import methods
 from lab.methods import METHODS
 from lab.scales import get_scale
+from lab.study.plan import make_plan
 from lab.training.evaluate import macro_perplexity
 from lab.training.finetune import finetune_config
 from lab.training.train import train_config
@@ -41,14 +43,15 @@ def main() -> None:
     parser.add_argument("--per-domain", action="store_true", help="each domain's perplexities below the macro")
     args = parser.parse_args()
     scale = get_scale(args.scale)
+    # The study's set sizes, and among them those it trains SLM-is on (one rule, `make_plan`'s).
+    plan = make_plan(scale, domains=args.domains)
     print(f"scale {scale.name}; macro test perplexity over {', '.join(args.domains)} after fine-tuning at each "
           f"rate (share of the pretraining rate); * the recipe's rate; in brackets the mean best step\n")
     for name in args.methods:
-        method = METHODS[name]
         kind = "llm" if name == "llm" else "slm"
         base_lr = train_config(kind, scale).lr
-        sets = ([scale.set_tokens[i] for i in scale.importance_sets] if name == "slm-is" else scale.set_tokens)
-        print(f"{method.title} (rates as shares of the {kind.upper()}'s pretraining rate, {base_lr:.1e})")
+        sets = plan.is_sets if name == "slm-is" else plan.set_sizes
+        print(f"{METHODS[name].title} (rates as shares of the {kind.upper()}'s pretraining rate, {base_lr:.1e})")
         print(f"{'set tokens':>11}" + "".join(f"{s:>16g}" for s in args.shares) + f"{'recipe':>10}{'before':>9}")
         for set_tokens in sets:
             recipe = finetune_config(kind, scale, set_tokens)
@@ -56,7 +59,7 @@ def main() -> None:
             for share in args.shares:
                 lr_scale = base_lr * share / recipe.lr
                 mark = "*" if abs(lr_scale - 1.0) <= 1e-3 else " "
-                rows = [method.specialize(domain, set_tokens, scale.name, progress=False, lr_scale=lr_scale)
+                rows = [methods.specialize(name, domain, set_tokens, scale.name, progress=False, lr_scale=lr_scale)
                         for domain in args.domains]
                 ppl = macro_perplexity([r["ppl_after"] for r in rows])
                 # Before fine-tuning: SLM-is's model differs by set, the others' only by domain.
